@@ -1,0 +1,129 @@
+"""begateway-async: the async-mode client of beGateway-platform card gateways.
+
+Submit a payment (or any of the eleven operations) to the gateway's
+``/async/...`` URL and await a typed result, while one scheduler per
+`Gateway` polls every pending job::
+
+    import begateway_async as bga
+
+    async with bga.Gateway(bga.UNONAPAY, shop_id=361, secret_key="...") as gw:
+        tx = await gw.payment(bga.Payment(amount=100, currency="USD", ...))
+"""
+
+import attrs
+
+from ._clock import SchedulingClock
+from ._client import Gateway
+from ._config import (
+    BEGATEWAY_DEMO,
+    BEPAID,
+    ECOMCHARGE,
+    PAYCROSS,
+    UNONAPAY,
+    Limits,
+    PollPolicy,
+    Timeouts,
+)
+from ._errors import (
+    GatewayError,
+    InvalidRequest,
+    JobAbandoned,
+    JobError,
+    JobExpired,
+    JobFailed,
+    JobLost,
+    JobTimeout,
+    MalformedResponse,
+    RequestRejected,
+    SubmitIndeterminate,
+    TransportError,
+    UnsafeURL,
+)
+from ._jobs import Job, JobState
+from ._models import Balance, BankDetails, Card, ThreeDSecure, Transaction, TransactionStatus
+from ._requests import (
+    AdditionalData,
+    Authorization,
+    BalanceQuery,
+    BillingAddress,
+    Capture,
+    Chargeback,
+    Checkup,
+    CreditCard,
+    Customer,
+    EncryptedCreditCard,
+    Payment,
+    Payout,
+    Refund,
+    Request,
+    StatusQuery,
+    Tokenization,
+    TrackingIdQuery,
+    Void,
+)
+
+__version__ = "0.1.0.dev0"
+
+__all__ = [
+    "BEGATEWAY_DEMO",
+    "BEPAID",
+    "ECOMCHARGE",
+    "PAYCROSS",
+    "UNONAPAY",
+    "AdditionalData",
+    "Authorization",
+    "Balance",
+    "BalanceQuery",
+    "BankDetails",
+    "BillingAddress",
+    "Capture",
+    "Card",
+    "Chargeback",
+    "Checkup",
+    "CreditCard",
+    "Customer",
+    "EncryptedCreditCard",
+    "Gateway",
+    "GatewayError",
+    "InvalidRequest",
+    "Job",
+    "JobAbandoned",
+    "JobError",
+    "JobExpired",
+    "JobFailed",
+    "JobLost",
+    "JobState",
+    "JobTimeout",
+    "Limits",
+    "MalformedResponse",
+    "Payment",
+    "Payout",
+    "PollPolicy",
+    "Refund",
+    "Request",
+    "RequestRejected",
+    "SchedulingClock",
+    "StatusQuery",
+    "SubmitIndeterminate",
+    "ThreeDSecure",
+    "Timeouts",
+    "Tokenization",
+    "TrackingIdQuery",
+    "Transaction",
+    "TransactionStatus",
+    "TransportError",
+    "UnsafeURL",
+    "Void",
+]
+
+# Present the public names as ``begateway_async.X``. Type hints of attrs
+# classes are resolved first, in their defining modules (the converter
+# evaluates them later against ``__module__``), and only then re-homed.
+_public = [globals()[_name] for _name in __all__]
+for _obj in _public:
+    if attrs.has(_obj):
+        attrs.resolve_types(_obj)
+for _obj in _public:
+    if getattr(_obj, "__module__", "").startswith("begateway_async._"):
+        _obj.__module__ = "begateway_async"
+del _obj, _public

@@ -1,0 +1,571 @@
+"""`Gateway`: the client. It owns one HTTP connection pool and one polling scheduler."""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import anyio
+import anyio.abc
+import httpx
+
+from . import _protocol as p
+from ._clock import SchedulingClock, Timebase
+from ._config import (
+    RESULT_RETENTION,
+    Limits,
+    PollPolicy,
+    Timeouts,
+    origin_of,
+    validate_base_url,
+)
+from ._errors import (
+    GatewayError,
+    InvalidRequest,
+    JobAbandoned,
+    JobExpired,
+    JobFailed,
+    JobLost,
+    MalformedResponse,
+    RequestRejected,
+    SubmitIndeterminate,
+    TransportError,
+    UnsafeURL,
+)
+from ._jobs import Job, read_token
+from ._models import Balance, Transaction
+from ._requests import (
+    Authorization,
+    BalanceQuery,
+    Capture,
+    Chargeback,
+    Checkup,
+    Payment,
+    Payout,
+    Refund,
+    Request,
+    StatusQuery,
+    Tokenization,
+    TrackingIdQuery,
+    Void,
+)
+from ._scheduler import Scheduler
+from ._serde import parse_result, request_body
+
+__all__ = ["Gateway"]
+
+logger = logging.getLogger("begateway_async")
+T = TypeVar("T")
+
+_VERSION = "0.1.0.dev0"
+#: Errors of a request that never left this machine: the gateway saw nothing.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+class Gateway:
+    """A client of one beGateway-platform card gateway, in asynchronous mode.
+
+    Use it as an async context manager: entering opens the connection pool
+    and starts the polling scheduler; leaving waits for every pending job by
+    default (``drain=True``), or abandons them (their tokens still resume them).
+
+    Args:
+        base_url: the gateway's base URL, e.g. `UNONAPAY` or `PAYCROSS`.
+        shop_id: the shop id (HTTP Basic user name).
+        secret_key: the shop's secret key (HTTP Basic password); it never
+            appears in a repr, a log line or an exception.
+        transport: an `httpx.AsyncBaseTransport` to send requests through
+            (the simulator, respx, a faster transport); httpx's default otherwise.
+        clock: epoch seconds now, by which the 24 h result expiry is judged
+            (default `time.time`); a `SchedulingClock` such as
+            `testing.VirtualClock` drives all of the client's timing.
+        poll: when to poll (see `PollPolicy`).
+        timeouts: per-request HTTP timeouts.
+        limits: concurrency caps and the submit attempt bound.
+        drain: whether leaving ``async with`` waits for pending jobs.
+        rng: the source of backoff jitter (seed it for reproducible runs).
+        allow_insecure_http: accept a plain ``http`` base URL on a non-loopback host.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        shop_id: int | str,
+        secret_key: str,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] | SchedulingClock | None = None,
+        poll: PollPolicy | None = None,
+        timeouts: Timeouts | None = None,
+        limits: Limits | None = None,
+        drain: bool = True,
+        rng: random.Random | None = None,
+        allow_insecure_http: bool = False,
+    ) -> None:
+        self.base_url = validate_base_url(base_url, allow_insecure_http=allow_insecure_http)
+        if isinstance(shop_id, bool) or not isinstance(shop_id, int | str) or not str(shop_id):
+            raise InvalidRequest("shop_id", "must be a non-empty integer or string")
+        if not isinstance(secret_key, str) or not secret_key:
+            raise InvalidRequest("secret_key", "must be a non-empty string")
+        for name, value, cls in (
+            ("poll", poll, PollPolicy),
+            ("timeouts", timeouts, Timeouts),
+            ("limits", limits, Limits),
+        ):
+            if value is not None and not isinstance(value, cls):
+                raise InvalidRequest(name, f"must be a {cls.__name__}")
+        if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
+            raise InvalidRequest("transport", "must be an httpx.AsyncBaseTransport")
+        if clock is not None and not callable(clock):
+            raise InvalidRequest("clock", "must return epoch seconds when called")
+        self.shop_id = str(shop_id)
+        self.poll = poll or PollPolicy()
+        self.timeouts = timeouts or Timeouts()
+        self.limits = limits or Limits()
+        self.drain = drain
+        self._secret = secret_key
+        self._transport = transport
+        self._timebase = Timebase(clock)
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._origin = origin_of(self.base_url)
+        self._jobs: dict[str, Job[Any]] = {}
+        self._idle = anyio.Event()
+        self._http: httpx.AsyncClient | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._submits = anyio.CapacityLimiter(self.limits.concurrent_submits)
+        self._scheduler: Scheduler[Job[Any]] = Scheduler(
+            self._timebase, self._poll, cap=self.limits.polls_per_host
+        )
+
+    def __repr__(self) -> str:
+        return f"<Gateway {self.base_url} shop_id={self.shop_id!r} pending={len(self._jobs)}>"
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        if self._tg is not None:
+            raise RuntimeError("this Gateway is already open")
+        t = self.timeouts
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            auth=httpx.BasicAuth(self.shop_id, self._secret),
+            headers={"Accept": "application/json", "User-Agent": f"begateway-async/{_VERSION}"},
+            timeout=httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool),
+            limits=httpx.Limits(
+                max_connections=self.limits.max_connections,
+                max_keepalive_connections=self.limits.max_connections,
+            ),
+            transport=self._transport,
+            follow_redirects=False,
+        )
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        tg.start_soon(self._scheduler.run)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._tg is not None  # noqa: S101 - entered before exit
+        try:
+            if exc is None and self.drain and self._jobs:
+                await self._idle.wait()
+        finally:
+            self._tg.cancel_scope.cancel()
+            try:
+                await self._tg.__aexit__(exc_type, exc, tb)
+            finally:
+                for job in list(self._jobs.values()):
+                    job._resolve(  # noqa: SLF001
+                        error=JobAbandoned(
+                            "the Gateway closed before the job finished; resume it with its token",
+                            request_id=job.request_id,
+                            tracking_id=job.tracking_id,
+                        )
+                    )
+                if self._http is not None:
+                    with anyio.CancelScope(shield=True):
+                        await self._http.aclose()
+        return None
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None or self._tg is None:
+            raise RuntimeError("use the Gateway as `async with Gateway(...) as gw:` first")
+        return self._http
+
+    @property
+    def pending(self) -> int:
+        """How many jobs this Gateway is polling now."""
+        return len(self._jobs)
+
+    # --- submitting ----------------------------------------------------------------------
+
+    async def submit(self, request: Request[T], *, idempotency_key: str | None = None) -> Job[T]:
+        """Send a request in async mode and return its `Job` once the gateway acknowledged it.
+
+        The body goes to ``/async`` + the operation's path, wrapped in
+        ``{"request": {...}}``, with a ``RequestID`` header minted once per
+        call. When the outcome is unknown (timeout, dropped connection, 5xx
+        without a JSON error) it is re-sent with the same ``RequestID``, at
+        most ``limits.submit_attempts`` times in all: the gateway processes a
+        key once.
+
+        Args:
+            request: any operation, e.g. `Payment` or `Refund`.
+            idempotency_key: the ``RequestID`` to send; a fresh UUID by default.
+                Pass an earlier one (from `SubmitIndeterminate`) within 24 hours
+                to learn that submit's fate without doing it twice.
+
+        Returns:
+            The job; ``await job`` gives the result.
+
+        Raises:
+            InvalidRequest: ``request`` is not a request, or the key is malformed.
+            RequestRejected: the gateway refused the request; no task exists.
+            SubmitIndeterminate: no attempt told whether a task exists.
+            UnsafeURL: the gateway answered with a result URL on another origin.
+        """
+        if not isinstance(request, Request):
+            raise InvalidRequest("request", f"must be an operation, not {type(request).__name__}")
+        if idempotency_key is None:
+            idempotency_key = str(uuid.uuid4())
+        elif not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 255:  # noqa: PLR2004
+            raise InvalidRequest("idempotency_key", "must be a string of 1 to 255 characters")
+        client = self._client()
+        headers = {"RequestID": idempotency_key, **request._headers}  # noqa: SLF001
+        body = request_body(request)
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+        method, url = request._method, "/async" + request.path()  # noqa: SLF001
+        created_at = self._timebase.time()
+        attempts = self.limits.submit_attempts
+        uncertain = False
+        last = ""
+        async with self._submits:
+            for attempt in range(attempts):
+                try:
+                    answer = await client.request(method, url, content=body, headers=headers)
+                    outcome = p.decide_submit(
+                        answer.status_code, answer.headers, answer.content, now=self._timebase.time()
+                    )
+                except httpx.HTTPError as exc:
+                    outcome = p.Resend(_describe(exc))
+                    uncertain |= not isinstance(exc, _NOT_SENT)
+                    answer = None
+                if isinstance(outcome, p.Ack):
+                    return self._acknowledged(request, outcome, created_at, idempotency_key)
+                if isinstance(outcome, p.Immediate):
+                    return self._answered(request, outcome, created_at, idempotency_key)
+                if isinstance(outcome, p.Rejected):
+                    raise RequestRejected(
+                        status_code=outcome.status_code, body=outcome.body, tracking_id=request.key
+                    )
+                uncertain |= answer is not None and not outcome.throttled
+                last = outcome.reason
+                logger.debug("submit attempt %d of %s: %s", attempt + 1, request.operation, last)
+                if attempt + 1 < attempts:
+                    delay = outcome.retry_after
+                    if delay is None:
+                        delay = self.poll.delay(attempt, self._rng)
+                    await self._timebase.sleep(min(delay, self.poll.max_retry_after))
+        if not uncertain:  # every attempt was throttled or never left this machine
+            if answer is None:
+                raise TransportError(f"cannot reach the gateway, nothing was sent: {last}")
+            raise RequestRejected(
+                status_code=answer.status_code, body=answer.text, tracking_id=request.key
+            )
+        raise SubmitIndeterminate(
+            tracking_id=request.key, idempotency_key=idempotency_key, attempts=attempts, last=last
+        )
+
+    def _task_url(self, url: str | None, request_id: str, tracking_id: str | None, kind: str) -> str:
+        if url is None:
+            # The documented URL of the task, when the acknowledgement omits it.
+            return f"{self.base_url}/async/{kind}/{request_id}"
+        resolved = p.resolve_url(url, self.base_url)
+        if resolved is None:
+            raise UnsafeURL(
+                url,
+                expected_origin=self.base_url,
+                request_id=request_id,
+                tracking_id=tracking_id,
+            )
+        return resolved
+
+    def _acknowledged(
+        self, request: Request[T], ack: p.Ack, created_at: float, key: str
+    ) -> Job[T]:
+        tracking_id = request.key
+        response_url = self._task_url(ack.response_url, ack.request_id, tracking_id, "result")
+        try:
+            status_url = self._task_url(ack.status_url, ack.request_id, tracking_id, "status")
+        except UnsafeURL:
+            logger.warning("ignoring a status_url off the gateway origin; polling response_url")
+            status_url = response_url
+        job: Job[T] = Job(
+            self,
+            request_id=ack.request_id,
+            status_url=status_url,
+            response_url=response_url,
+            tracking_id=tracking_id,
+            operation=request.operation,
+            created_at=created_at,
+            idempotency_key=key,
+        )
+        existing = self._jobs.get(job.request_id)
+        if existing is not None:  # the same RequestID answered twice: one job
+            return existing
+        first_url = status_url if self.poll.status_first and not ack.completed else response_url
+        first_delay = 0.0 if ack.completed else self.poll.delay(0, self._rng)
+        self._track(job, first_url, first_delay)
+        return job
+
+    def _answered(
+        self, request: Request[T], answer: p.Immediate, created_at: float, key: str
+    ) -> Job[T]:
+        """A job for a POST that was answered with its result at once."""
+        job: Job[T] = Job(
+            self,
+            request_id=key,
+            status_url="",
+            response_url="",
+            tracking_id=request.key,
+            operation=request.operation,
+            created_at=created_at,
+            idempotency_key=key,
+        )
+        self._finish(job, p.Done(answer.body))
+        return job
+
+    def _track(self, job: Job[Any], url: str, delay: float) -> None:
+        job._next_url = url  # noqa: SLF001
+        if not self._jobs:
+            self._idle = anyio.Event()
+        self._jobs[job.request_id] = job
+        self._scheduler.schedule(self._origin, self._timebase.monotonic() + delay, job)
+
+    def _forget(self, job: Job[Any]) -> None:
+        if self._jobs.get(job.request_id) is job:
+            del self._jobs[job.request_id]
+            if not self._jobs:
+                self._idle.set()
+
+    # --- polling -------------------------------------------------------------------------
+
+    async def _poll(self, job: Job[Any]) -> None:
+        """One poll of one job; the scheduler calls it when the job is due."""
+        if not job.polling:
+            return
+        job.polls += 1
+        try:
+            answer = await self._client().get(job._next_url)  # noqa: SLF001
+        except httpx.HTTPError as exc:
+            outcome: p.PollOutcome = p.Transient(
+                _describe(exc), maybe_consumed=not isinstance(exc, _NOT_SENT)
+            )
+        else:
+            outcome = p.decide_poll(
+                answer.status_code,
+                answer.headers,
+                answer.content,
+                now=self._timebase.time(),
+                created_at=job.created_at,
+            )
+        self._finish(job, outcome)
+
+    def _finish(self, job: Job[Any], outcome: p.PollOutcome) -> None:  # noqa: C901, PLR0912
+        """Apply a poll's outcome: resolve the job, or schedule its next poll."""
+        if not job.polling:
+            return
+        ids = {"request_id": job.request_id, "tracking_id": job.tracking_id}
+        now = self._timebase.monotonic()
+        delay: float | None = None
+        if isinstance(outcome, p.Done):
+            try:
+                value = parse_result(job._kind, outcome.body, request_id=job.request_id)  # noqa: SLF001
+            except MalformedResponse as exc:
+                job._resolve(error=exc)  # noqa: SLF001
+            else:
+                job._resolve(value)  # noqa: SLF001
+        elif isinstance(outcome, p.Failed):
+            job._resolve(  # noqa: SLF001
+                error=JobFailed(status_code=outcome.status_code, body=outcome.body, **ids)
+            )
+        elif isinstance(outcome, p.Unknown):
+            job._resolve(error=self._unknown(job, expired=outcome.expired))  # noqa: SLF001
+        elif isinstance(outcome, p.Refused):
+            job._resolve(  # noqa: SLF001
+                error=RequestRejected(
+                    status_code=outcome.status_code, body=outcome.body, tracking_id=job.tracking_id
+                )
+            )
+        elif isinstance(outcome, p.Completed):
+            url = outcome.response_url or job.response_url
+            resolved = p.resolve_url(url, self.base_url)
+            if resolved is None:
+                job._resolve(error=UnsafeURL(url, expected_origin=self.base_url, **ids))  # noqa: SLF001
+                return
+            job._next_url = resolved  # noqa: SLF001
+            delay = 0.0
+        elif isinstance(outcome, p.Throttled):
+            delay = self._delay(job, outcome.retry_after)
+            self._scheduler.pause(self._origin, now + delay)
+        elif isinstance(outcome, p.Transient):
+            job.last_error = outcome.reason
+            job._lost_reply |= outcome.maybe_consumed  # noqa: SLF001
+            if self._timebase.time() >= job.created_at + RESULT_RETENTION:
+                job._resolve(error=self._unknown(job, expired=True))  # noqa: SLF001
+                return
+            delay = self._delay(job, outcome.retry_after)
+        else:  # Processing
+            delay = self._delay(job, outcome.retry_after)
+        if delay is not None and job.polling:
+            self._scheduler.schedule(self._origin, now + delay, job)
+
+    def _delay(self, job: Job[Any], retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.poll.max_retry_after)
+        return self.poll.delay(job.polls, self._rng)
+
+    @staticmethod
+    def _unknown(job: Job[Any], *, expired: bool) -> GatewayError:
+        ids = {"request_id": job.request_id, "tracking_id": job.tracking_id}
+        if expired:
+            return JobExpired("the result is gone: 24 hours passed since the task's creation", **ids)
+        return JobLost(
+            "the gateway does not know the task; reconcile by tracking_id",
+            after_lost_reply=job._lost_reply,  # noqa: SLF001
+            **ids,
+        )
+
+    # --- jobs ----------------------------------------------------------------------------
+
+    def resume(self, token: str) -> Job[Any]:
+        """Turn a `Job.token` (from this or another process) back into a polled job.
+
+        Polling starts at once. A token of a job this Gateway already polls
+        returns that job.
+
+        Raises:
+            InvalidRequest: the token is malformed, or belongs to another gateway.
+            UnsafeURL: the token's URLs are not on this gateway's origin.
+        """
+        self._client()
+        data = read_token(token)
+        if origin_of(data["gateway"]) != self._origin:
+            raise InvalidRequest("token.gateway", f"the job belongs to {data['gateway']!r}")
+        existing = self._jobs.get(data["request_id"])
+        if existing is not None:
+            return existing
+        request_id, tracking_id = data["request_id"], data.get("tracking_id")
+        job: Job[Any] = Job(
+            self,
+            request_id=request_id,
+            status_url=self._task_url(data["status_url"], request_id, tracking_id, "status"),
+            response_url=self._task_url(data["response_url"], request_id, tracking_id, "result"),
+            tracking_id=tracking_id,
+            operation=data["operation"],
+            created_at=float(data["created_at"]),
+            idempotency_key=data.get("idempotency_key"),
+        )
+        first = job.status_url if self.poll.status_first else job.response_url
+        self._track(job, first, 0.0)
+        return job
+
+    async def as_completed(self, jobs: Iterable[Job[T]]) -> AsyncIterator[Job[T]]:
+        """Yield the given jobs as they finish, in finishing order.
+
+        Each yielded job is done: ``await job`` returns its result or raises
+        its error at once. Jobs already done come first.
+        """
+        pending = list(dict.fromkeys(jobs))
+        send, receive = anyio.create_memory_object_stream[Job[T]](max_buffer_size=len(pending))
+        for job in pending:
+            job._add_done_callback(send.send_nowait)  # noqa: SLF001
+        try:
+            async with receive:
+                for _ in range(len(pending)):
+                    yield await receive.receive()
+        finally:
+            for job in pending:
+                job._remove_done_callback(send.send_nowait)  # noqa: SLF001
+            send.close()
+
+    # --- submit and wait -----------------------------------------------------------------
+
+    async def run(self, request: Request[T], *, timeout: float | None = None) -> T:
+        """Submit ``request`` and wait for its result (see `submit` and `Job.result`)."""
+        job = await self.submit(request)
+        return await job.result(timeout)
+
+    async def _run_as(self, cls: type[Request[T]], request: Request[T], timeout: float | None) -> T:
+        if not isinstance(request, cls):
+            raise InvalidRequest("request", f"must be a {cls.__name__}")
+        return await self.run(request, timeout=timeout)
+
+    async def payment(self, request: Payment, *, timeout: float | None = None) -> Transaction:
+        """Submit a `Payment` and wait for its transaction."""
+        return await self._run_as(Payment, request, timeout)
+
+    async def authorization(
+        self, request: Authorization, *, timeout: float | None = None
+    ) -> Transaction:
+        """Submit an `Authorization` and wait for its transaction."""
+        return await self._run_as(Authorization, request, timeout)
+
+    async def tokenization(
+        self, request: Tokenization, *, timeout: float | None = None
+    ) -> Transaction:
+        """Submit a `Tokenization` and wait for its transaction (``card.token``)."""
+        return await self._run_as(Tokenization, request, timeout)
+
+    async def capture(self, request: Capture, *, timeout: float | None = None) -> Transaction:
+        """Submit a `Capture` and wait for its transaction."""
+        return await self._run_as(Capture, request, timeout)
+
+    async def void(self, request: Void, *, timeout: float | None = None) -> Transaction:
+        """Submit a `Void` and wait for its transaction."""
+        return await self._run_as(Void, request, timeout)
+
+    async def refund(self, request: Refund, *, timeout: float | None = None) -> Transaction:
+        """Submit a `Refund` and wait for its transaction."""
+        return await self._run_as(Refund, request, timeout)
+
+    async def payout(self, request: Payout, *, timeout: float | None = None) -> Transaction:
+        """Submit a `Payout` and wait for its transaction."""
+        return await self._run_as(Payout, request, timeout)
+
+    async def chargeback(self, request: Chargeback, *, timeout: float | None = None) -> Transaction:
+        """Submit a `Chargeback` and wait for its transaction."""
+        return await self._run_as(Chargeback, request, timeout)
+
+    async def checkup(self, request: Checkup, *, timeout: float | None = None) -> Transaction:
+        """Submit a `Checkup` and wait for its transaction."""
+        return await self._run_as(Checkup, request, timeout)
+
+    async def transaction(self, uid: str, *, timeout: float | None = None) -> Transaction:
+        """Query one transaction's current state by ``uid``."""
+        return await self.run(StatusQuery(uid=uid), timeout=timeout)
+
+    async def transactions_by_tracking_id(
+        self, tracking_id: str, *, timeout: float | None = None
+    ) -> list[Transaction]:
+        """Return the transactions carrying ``tracking_id`` (at most 10, newest first)."""
+        return await self.run(TrackingIdQuery(tracking_id=tracking_id), timeout=timeout)
+
+    async def balance(self, request: BalanceQuery, *, timeout: float | None = None) -> Balance:
+        """Submit a `BalanceQuery` and wait for the balance."""
+        return await self._run_as(BalanceQuery, request, timeout)
+

@@ -1,0 +1,68 @@
+"""Time, as the library sees it: epoch seconds for expiry, a monotonic line for scheduling.
+
+`Gateway` takes ``clock``: either a plain callable returning epoch seconds
+(it then judges only the 24 h expiry; scheduling keeps real monotonic time)
+or a `SchedulingClock`, such as `begateway_async.testing.VirtualClock`, which
+drives the whole client (backoff, timeouts, expiry) on virtual time.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+import anyio
+
+__all__ = ["SchedulingClock", "Timebase"]
+
+
+@runtime_checkable
+class SchedulingClock(Protocol):
+    """A clock that also tells the scheduler when to wake.
+
+    ``wait(event, deadline)`` returns once ``event`` is set or the monotonic
+    ``deadline`` has passed; it may set ``event`` itself on timeout, so
+    callers pass an event of their own.
+    """
+
+    def __call__(self) -> float:
+        """Return epoch seconds now."""
+        ...
+
+    def monotonic(self) -> float:
+        """Return seconds on a line that never goes back."""
+        ...
+
+    async def wait(self, event: anyio.Event, deadline: float) -> None:
+        """Wait until ``event`` is set or ``deadline`` (monotonic) has passed."""
+        ...
+
+
+class Timebase:
+    """The time functions one Gateway uses, chosen once from its ``clock`` argument."""
+
+    __slots__ = ("monotonic", "time", "wait")
+
+    def __init__(self, clock: Callable[[], float] | SchedulingClock | None) -> None:
+        if isinstance(clock, SchedulingClock):
+            self.time: Callable[[], float] = clock
+            self.monotonic: Callable[[], float] = clock.monotonic
+            self.wait = clock.wait
+        else:
+            self.time = clock if clock is not None else time.time
+            self.monotonic = anyio.current_time
+            self.wait = _real_wait
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep on this time line (a fresh event nobody else sets)."""
+        await self.wait(anyio.Event(), self.monotonic() + seconds)
+
+
+async def _real_wait(event: anyio.Event, deadline: float) -> None:
+    if math.isinf(deadline):
+        await event.wait()
+        return
+    with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
+        await event.wait()

@@ -1,0 +1,190 @@
+"""Configuration: brand base URLs, the poll policy, timeouts and limits.
+
+All configuration objects are frozen, keyword-only and validated once, at
+construction; invalid values raise `InvalidRequest` naming the field.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import random
+from typing import Final
+from urllib.parse import urlsplit
+
+import attrs
+
+from ._errors import InvalidRequest
+
+__all__ = [
+    "BEGATEWAY_DEMO",
+    "BEPAID",
+    "ECOMCHARGE",
+    "PAYCROSS",
+    "UNONAPAY",
+    "Limits",
+    "PollPolicy",
+    "Timeouts",
+]
+
+#: Card gateway base URLs of the brands of the platform. Every base URL is
+#: configuration: pass any other white label's gateway host to `Gateway`.
+PAYCROSS: Final = "https://gateway.pay-cross.com"
+UNONAPAY: Final = "https://gateway.unonapay.com"
+BEPAID: Final = "https://gateway.bepaid.by"
+ECOMCHARGE: Final = "https://processing.ecomcharge.com"
+BEGATEWAY_DEMO: Final = "https://demo-gateway.begateway.com"
+
+#: The gateway keeps a task's result for this long after the task's creation.
+RESULT_RETENTION: Final = 24 * 3600.0
+
+
+def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+        raise InvalidRequest(
+            f"{type(instance).__name__}.{attribute.name}", f"must be a positive number, not {value!r}"
+        )
+
+
+def _non_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
+        raise InvalidRequest(
+            f"{type(instance).__name__}.{attribute.name}", f"must be zero or more, not {value!r}"
+        )
+
+
+def _positive_int(instance: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidRequest(
+            f"{type(instance).__name__}.{attribute.name}", f"must be an integer >= 1, not {value!r}"
+        )
+
+
+@attrs.frozen(kw_only=True)
+class PollPolicy:
+    """When to poll a job.
+
+    The first poll comes `first_delay` seconds after the gateway acknowledged
+    the task; each later one `factor` times the previous delay, capped at
+    `max_delay`, each multiplied by a random factor in ``[1 - jitter, 1 +
+    jitter]`` so that jobs submitted together do not poll in lockstep. A
+    ``Retry-After`` header on an answer wins over this schedule (capped at
+    `max_retry_after`); on 429 and 503 it pauses every poll to that host.
+
+    Attributes:
+        first_delay: seconds from the acknowledgement to the first poll.
+        factor: growth of the delay from one poll to the next (>= 1).
+        max_delay: the largest delay between two polls of a job.
+        jitter: relative spread of each delay, from 0 (none) to below 1.
+        max_retry_after: the longest ``Retry-After`` obeyed; longer values are cut to it.
+        status_first: poll ``status_url`` until ``completed``, then fetch
+            ``response_url`` (two requests at the end instead of one). By
+            default ``response_url`` is polled directly: it answers
+            ``processing`` the same way and carries the result in the final poll.
+    """
+
+    first_delay: float = attrs.field(default=0.5, validator=_positive)
+    factor: float = attrs.field(default=1.6, validator=_positive)
+    max_delay: float = attrs.field(default=30.0, validator=_positive)
+    jitter: float = attrs.field(default=0.1, validator=_non_negative)
+    max_retry_after: float = attrs.field(default=300.0, validator=_positive)
+    status_first: bool = False
+
+    def __attrs_post_init__(self) -> None:
+        if self.factor < 1:
+            raise InvalidRequest("PollPolicy.factor", f"must be >= 1, not {self.factor!r}")
+        if self.jitter >= 1:
+            raise InvalidRequest("PollPolicy.jitter", f"must be below 1, not {self.jitter!r}")
+        if self.max_delay < self.first_delay:
+            raise InvalidRequest("PollPolicy.max_delay", "must not be below first_delay")
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Return the delay before poll number ``attempt + 1`` (``attempt`` counts from 0).
+
+        Args:
+            attempt: how many polls of the job were already made.
+            rng: the source of jitter (seeded in tests).
+
+        Returns:
+            Seconds to wait, jitter included.
+        """
+        base = min(self.max_delay, self.first_delay * self.factor ** min(attempt, 64))
+        if self.jitter:
+            base *= 1.0 + self.jitter * (2.0 * rng.random() - 1.0)
+        return base
+
+
+@attrs.frozen(kw_only=True)
+class Timeouts:
+    """Per-request HTTP timeouts, in seconds (see `httpx.Timeout`).
+
+    The async mode exists so that no request waits for the bank: the
+    acknowledgement and every poll answer at once, so these can be short.
+    """
+
+    connect: float = attrs.field(default=5.0, validator=_positive)
+    read: float = attrs.field(default=20.0, validator=_positive)
+    write: float = attrs.field(default=10.0, validator=_positive)
+    pool: float = attrs.field(default=30.0, validator=_positive)
+
+
+@attrs.frozen(kw_only=True)
+class Limits:
+    """How much a `Gateway` does at once.
+
+    Attributes:
+        polls_per_host: polls in flight to one gateway host at a time; the
+            scheduler fires every due poll of a host up to this cap.
+        concurrent_submits: submit POSTs in flight at a time; more callers
+            wait their turn in the client, not in the connection pool.
+        max_connections: size of the HTTP connection pool. Keep it moderate
+            (tens): httpcore's pool bookkeeping grows with its size.
+        submit_attempts: how many times one submit is sent (always with the
+            same ``RequestID``) when its outcome is unknown.
+    """
+
+    polls_per_host: int = attrs.field(default=16, validator=_positive_int)
+    concurrent_submits: int = attrs.field(default=16, validator=_positive_int)
+    max_connections: int = attrs.field(default=32, validator=_positive_int)
+    submit_attempts: int = attrs.field(default=3, validator=_positive_int)
+
+
+def origin_of(url: str) -> tuple[str, str, int]:
+    """Return the (scheme, host, port) origin of an absolute URL, default port filled in."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or {"https": 443, "http": 80}.get(scheme, 0)
+    return (scheme, (parts.hostname or "").lower(), port)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def validate_base_url(url: object, *, allow_insecure_http: bool) -> str:
+    """Check a gateway base URL and return it without a trailing slash.
+
+    Plain ``http`` is accepted for loopback hosts (the bundled simulator) or
+    when ``allow_insecure_http`` is set: it would send the secret key in clear.
+    """
+    if not isinstance(url, str):
+        raise InvalidRequest("base_url", f"must be a string, not {type(url).__name__}")
+    parts = urlsplit(url)
+    if parts.scheme not in {"https", "http"} or not parts.hostname:
+        raise InvalidRequest("base_url", f"must be an absolute http(s) URL, not {url!r}")
+    if parts.username or parts.password:
+        raise InvalidRequest("base_url", "must not carry credentials; pass shop_id and secret_key")
+    if parts.query or parts.fragment:
+        raise InvalidRequest("base_url", "must not have a query or fragment")
+    if parts.scheme == "http" and not (allow_insecure_http or _is_loopback(parts.hostname)):
+        raise InvalidRequest(
+            "base_url",
+            "plain http would send the secret key in clear; use https "
+            "(or allow_insecure_http=True for a test server)",
+        )
+    return url.rstrip("/")

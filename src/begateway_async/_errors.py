@@ -1,0 +1,258 @@
+"""The exceptions of begateway-async, shaped around what callers catch.
+
+Every exception the library raises on purpose derives from `GatewayError`;
+errors of httpx, anyio and cattrs are translated at the boundary (``raise ...
+from exc``) and never escape raw. A declined payment is *not* an exception: it
+is a `Transaction` whose ``status`` is ``"failed"``.
+
+```
+GatewayError
+├── InvalidRequest (also ValueError)  a request or argument failed validation; nothing was sent
+├── UnsafeURL                         the gateway answered with a URL on another origin; refused
+├── RequestRejected                   the gateway refused the submit (or our credentials) with an answer
+├── SubmitIndeterminate               the submit's fate is unknown after bounded re-sends with one RequestID
+├── TransportError                    the network failed on a call made for you
+├── MalformedResponse                 a 200 answer that cannot be read as the operation's result
+└── JobError                          a submitted job ended without a result
+    ├── JobFailed                     the task's one-shot non-200 error body (or a kept error body)
+    ├── JobExpired                    404 ``unknown`` 24 h or more after the task was created
+    ├── JobLost                       404 ``unknown`` earlier: never existed, or its one-shot body was taken
+    ├── JobAbandoned                  the job was abandoned, or the Gateway closed without draining it
+    └── JobTimeout (also TimeoutError) the caller stopped waiting; the job goes on
+```
+
+Messages never contain the secret key, a card number or a CVV: they name
+the job by ``request_id`` and ``tracking_id``, which is what a merchant
+reconciles with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = [
+    "GatewayError",
+    "InvalidRequest",
+    "JobAbandoned",
+    "JobError",
+    "JobExpired",
+    "JobFailed",
+    "JobLost",
+    "JobTimeout",
+    "MalformedResponse",
+    "RequestRejected",
+    "SubmitIndeterminate",
+    "TransportError",
+    "UnsafeURL",
+]
+
+
+class GatewayError(Exception):
+    """Base class of every error raised by begateway-async."""
+
+
+class InvalidRequest(GatewayError, ValueError):  # noqa: N818 - names what happened, like httpx
+    """A request (or an argument) failed validation before anything was sent.
+
+    Attributes:
+        field: dotted name of the offending field, e.g. ``"CreditCard.number"``.
+        reason: what is wrong with it.
+    """
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+
+
+class UnsafeURL(GatewayError):  # noqa: N818
+    """The gateway answered with a status or result URL outside its own origin.
+
+    Such a URL is never requested: following it could leak credentials or
+    be used for request forgery. The task may exist at the gateway; reconcile
+    it by ``tracking_id``.
+    """
+
+    def __init__(
+        self, url: str, *, expected_origin: str, request_id: str | None, tracking_id: str | None
+    ) -> None:
+        super().__init__(
+            f"refusing {url!r}: not on the gateway origin {expected_origin!r} "
+            f"(request_id={request_id!r}, tracking_id={tracking_id!r})"
+        )
+        self.url = url
+        self.expected_origin = expected_origin
+        self.request_id = request_id
+        self.tracking_id = tracking_id
+
+
+def _error_message(body: object) -> str | None:
+    """Find the human message in any of the gateway's error envelopes."""
+    if not isinstance(body, Mapping):
+        return None
+    message = body.get("message")
+    if isinstance(message, str) and message:
+        return message
+    inner = body.get("response")
+    if isinstance(inner, Mapping):
+        message = inner.get("message")
+        if isinstance(message, str) and message:
+            return message
+    friendly = body.get("friendly_message")
+    if isinstance(friendly, str) and friendly:
+        return friendly
+    return None
+
+
+def _error_details(body: object) -> object:
+    """Find the per-field ``errors`` object in any of the gateway's envelopes."""
+    if not isinstance(body, Mapping):
+        return None
+    if "errors" in body:
+        return body["errors"]
+    inner = body.get("response")
+    if isinstance(inner, Mapping):
+        return inner.get("errors")
+    return None
+
+
+class _BodyError(GatewayError):
+    """An error that carries a gateway answer: status code and whole body."""
+
+    def __init__(self, summary: str, *, status_code: int, body: Any) -> None:
+        self.status_code = status_code
+        self.body = body
+        self.message = _error_message(body)
+        self.errors = _error_details(body)
+        self.code = body.get("code") if isinstance(body, Mapping) else None
+        detail = f": {self.message}" if self.message else ""
+        super().__init__(f"{summary} (HTTP {status_code}){detail}")
+
+
+class RequestRejected(_BodyError):  # noqa: N818
+    """The gateway refused a submit (validation, duplicate, credentials, ...).
+
+    Raised by `Gateway.submit` when the answer says no task was created, and
+    for a job when a poll is refused for our credentials (HTTP 401/403): the
+    task may still exist and can be resumed with the right credentials.
+
+    Attributes:
+        status_code: the HTTP status of the answer.
+        body: the whole decoded answer (a dict, or the text when it was not JSON).
+        message: the gateway's message from whichever envelope it used.
+        errors: the per-field ``errors`` object, when there was one.
+        code: the API v3 ``code`` (e.g. ``"E.1025"``), when there was one.
+    """
+
+    def __init__(self, *, status_code: int, body: Any, tracking_id: str | None = None) -> None:
+        super().__init__("the gateway refused the request", status_code=status_code, body=body)
+        self.tracking_id = tracking_id
+
+
+class SubmitIndeterminate(GatewayError):
+    """The submit may or may not have created a task, and re-sending did not tell.
+
+    The POST timed out, the connection dropped, or the gateway answered a 5xx
+    without a JSON error, on every one of the bounded attempts made with the
+    same ``RequestID`` header. Re-send with ``idempotency_key`` set to
+    `idempotency_key` within 24 hours (the gateway keeps keys that long), or
+    look the transaction up by `tracking_id`.
+    """
+
+    def __init__(
+        self, *, tracking_id: str | None, idempotency_key: str, attempts: int, last: str
+    ) -> None:
+        super().__init__(
+            f"the submit's outcome is unknown after {attempts} attempt(s) "
+            f"(tracking_id={tracking_id!r}, RequestID={idempotency_key!r}): {last}"
+        )
+        self.tracking_id = tracking_id
+        self.idempotency_key = idempotency_key
+        self.attempts = attempts
+
+
+class TransportError(GatewayError):
+    """The network failed (connect, read, write or pool timeout, reset, protocol)."""
+
+
+class MalformedResponse(GatewayError):
+    """A 200 answer that cannot be read as the operation's result.
+
+    Nothing is lost: `body` holds the whole decoded answer.
+    """
+
+    def __init__(self, reason: str, *, body: Any, request_id: str | None = None) -> None:
+        super().__init__(f"cannot read the gateway's answer (request_id={request_id!r}): {reason}")
+        self.body = body
+        self.request_id = request_id
+
+
+class JobError(GatewayError):
+    """A submitted job ended without a result.
+
+    Attributes:
+        request_id: the gateway's task id.
+        tracking_id: the merchant's id of the transaction, the key to reconcile with.
+    """
+
+    def __init__(self, message: str, *, request_id: str, tracking_id: str | None) -> None:
+        super().__init__(f"{message} (request_id={request_id!r}, tracking_id={tracking_id!r})")
+        self.request_id = request_id
+        self.tracking_id = tracking_id
+
+
+class JobFailed(JobError, _BodyError):  # noqa: N818
+    """The task failed and the gateway served its error body (usually only once).
+
+    Every waiter of the job receives the same exception with the whole body.
+
+    Attributes:
+        status_code: the HTTP status of the error answer (422, 500, ...).
+        body: the whole decoded error body.
+        message: the gateway's message, from whichever envelope it used.
+        errors: the per-field ``errors`` object, when there was one.
+        code: the API v3 ``code``, when there was one.
+    """
+
+    def __init__(
+        self, *, status_code: int, body: Any, request_id: str, tracking_id: str | None
+    ) -> None:
+        _BodyError.__init__(self, "the task failed", status_code=status_code, body=body)
+        summary = self.args[0]
+        JobError.__init__(self, summary, request_id=request_id, tracking_id=tracking_id)
+
+
+class JobExpired(JobError):  # noqa: N818
+    """The result is gone: the gateway keeps results 24 hours from task creation."""
+
+
+class JobLost(JobError):  # noqa: N818
+    """The gateway does not know the task although 24 hours have not passed.
+
+    Either the task never existed under this id, or its one-shot error body
+    was taken by someone else (another process polling the same job). Look the
+    transaction up by `tracking_id`.
+
+    Attributes:
+        after_lost_reply: True when an earlier poll of this job was sent but its
+            reply was lost in transit, so that poll may have been the one that
+            consumed a one-shot error body.
+    """
+
+    def __init__(
+        self, message: str, *, request_id: str, tracking_id: str | None, after_lost_reply: bool
+    ) -> None:
+        super().__init__(message, request_id=request_id, tracking_id=tracking_id)
+        self.after_lost_reply = after_lost_reply
+
+
+class JobAbandoned(JobError):  # noqa: N818
+    """The job was abandoned, or its Gateway closed without draining it.
+
+    The task goes on at the gateway; `Job.token` resumes it elsewhere.
+    """
+
+
+class JobTimeout(JobError, TimeoutError):  # noqa: N818
+    """The caller stopped waiting. The job is not affected and can be awaited again."""

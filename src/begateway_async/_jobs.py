@@ -1,0 +1,284 @@
+"""`Job`: one task at the gateway, awaitable by any number of waiters.
+
+A job is a small record, not a task: the Gateway's scheduler polls it and
+resolves it. Awaiting it never drives it, and cancelling a waiter never
+cancels it.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
+
+import anyio
+
+from ._errors import InvalidRequest, JobAbandoned, JobTimeout
+from ._requests import ResultKind, result_kind
+
+if TYPE_CHECKING:
+    from ._client import Gateway
+
+__all__ = ["Job", "JobState"]
+
+T = TypeVar("T")
+
+TOKEN_VERSION: Final = 1
+TOKEN_TYPE: Final = "begateway-async/job"
+
+
+class JobState(enum.Enum):
+    """Where a job is in its life."""
+
+    PENDING = "pending"
+    """Acknowledged; the scheduler is polling it."""
+    DONE = "done"
+    """Resolved with a result or an error."""
+    ABANDONED = "abandoned"
+    """No longer polled here; it may be resumed from its token."""
+
+
+class Job(Generic[T]):
+    """A submitted task; ``await job`` gives its result.
+
+    Attributes:
+        request_id: the gateway's task id.
+        status_url: where the task's state is served.
+        response_url: where its result is served (24 hours, or once for errors).
+        tracking_id: the merchant's id of the transaction, if the request had one.
+        operation: the operation's name (``"payment"``, ``"refund"``, ...).
+        created_at: epoch seconds when the task was submitted, by the Gateway's clock.
+        idempotency_key: the ``RequestID`` header the submit was sent with.
+        polls: how many polls were made for it by this process.
+        last_error: the last passing failure seen while polling, if any.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_callbacks",
+        "_error",
+        "_event",
+        "_gateway",
+        "_kind",
+        "_lost_reply",
+        "_next_url",
+        "_state",
+        "_value",
+        "created_at",
+        "idempotency_key",
+        "last_error",
+        "operation",
+        "polls",
+        "request_id",
+        "response_url",
+        "status_url",
+        "tracking_id",
+    )
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        *,
+        request_id: str,
+        status_url: str,
+        response_url: str,
+        tracking_id: str | None,
+        operation: str,
+        created_at: float,
+        idempotency_key: str | None,
+    ) -> None:
+        self._gateway = gateway
+        self.request_id = request_id
+        self.status_url = status_url
+        self.response_url = response_url
+        self.tracking_id = tracking_id
+        self.operation = operation
+        self.created_at = created_at
+        self.idempotency_key = idempotency_key
+        self._kind: ResultKind = result_kind(operation)
+        self._next_url = response_url
+        self._state = JobState.PENDING
+        self._value: Any = None
+        self._error: BaseException | None = None
+        self._event: anyio.Event | None = None
+        self._callbacks: list[Callable[[Job[T]], object]] | None = None
+        self._lost_reply = False
+        self.polls = 0
+        self.last_error: str | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"<Job {self.operation} request_id={self.request_id!r} "
+            f"tracking_id={self.tracking_id!r} {self._state.value}>"
+        )
+
+    # --- state ---------------------------------------------------------------------------
+
+    @property
+    def state(self) -> JobState:
+        """The job's state."""
+        return self._state
+
+    @property
+    def polling(self) -> bool:
+        """Whether the scheduler still polls this job."""
+        return self._state is JobState.PENDING
+
+    def done(self) -> bool:
+        """Return True once the job has a result or an error (or was abandoned)."""
+        return self._state is not JobState.PENDING
+
+    def exception(self) -> BaseException | None:
+        """Return the job's error, or None (also while it is pending)."""
+        return self._error
+
+    def _resolve(self, value: Any = None, error: BaseException | None = None) -> bool:
+        """End the job once; later calls change nothing and return False."""
+        if self._state is not JobState.PENDING:
+            return False
+        self._value = value
+        self._error = error
+        self._state = JobState.ABANDONED if isinstance(error, JobAbandoned) else JobState.DONE
+        if self._event is not None:
+            self._event.set()
+        callbacks, self._callbacks = self._callbacks, None
+        for callback in callbacks or ():
+            callback(self)
+        self._gateway._forget(self)  # noqa: SLF001 - the Gateway owns its jobs
+        return True
+
+    def _add_done_callback(self, callback: Callable[[Job[T]], object]) -> None:
+        if self.done():
+            callback(self)
+        elif self._callbacks is None:
+            self._callbacks = [callback]
+        else:
+            self._callbacks.append(callback)
+
+    def _remove_done_callback(self, callback: Callable[[Job[T]], object]) -> None:
+        if self._callbacks and callback in self._callbacks:
+            self._callbacks.remove(callback)
+
+    # --- waiting -------------------------------------------------------------------------
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self.result().__await__()
+
+    async def result(self, timeout: float | None = None) -> T:
+        """Wait for the job and return its result.
+
+        Any number of tasks may wait; cancelling one of them does not affect
+        the job or the others.
+
+        Args:
+            timeout: seconds to wait at most (on the Gateway's clock); None waits
+                as long as the job lives (the gateway keeps results 24 hours).
+
+        Returns:
+            The operation's result: a `Transaction` for transaction operations,
+            a list of them for a tracking-id query, a `Balance` for a balance query.
+
+        Raises:
+            JobFailed: the task failed; carries the gateway's whole error body.
+            JobExpired: the result is gone (24 h after creation).
+            JobLost: the gateway does not know the task.
+            JobAbandoned: the job was abandoned or its Gateway closed first.
+            JobTimeout: ``timeout`` passed first; the job goes on.
+            RequestRejected: the gateway refused our credentials while polling.
+            MalformedResponse: the result could not be read; carries the body.
+        """
+        if self._state is JobState.PENDING:
+            if timeout is None:
+                if self._event is None:
+                    self._event = anyio.Event()
+                await self._event.wait()
+            else:
+                await self._wait_for(timeout)
+        if self._error is not None:
+            raise self._error
+        result: T = self._value
+        return result
+
+    async def _wait_for(self, timeout: float) -> None:
+        timebase = self._gateway._timebase  # noqa: SLF001
+        woken = anyio.Event()
+
+        def wake(_: object) -> None:
+            woken.set()
+
+        self._add_done_callback(wake)
+        try:
+            await timebase.wait(woken, timebase.monotonic() + max(0.0, timeout))
+        finally:
+            self._remove_done_callback(wake)
+        if self._state is JobState.PENDING:
+            raise JobTimeout(
+                f"no result within {timeout} s; the job goes on",
+                request_id=self.request_id,
+                tracking_id=self.tracking_id,
+            )
+
+    # --- control -------------------------------------------------------------------------
+
+    def abandon(self) -> None:
+        """Stop polling this job here; its waiters get `JobAbandoned`.
+
+        The task goes on at the gateway: `token` still resumes it.
+        """
+        self._resolve(
+            error=JobAbandoned(
+                "the job was abandoned", request_id=self.request_id, tracking_id=self.tracking_id
+            )
+        )
+
+    def token(self) -> str:
+        """Return a versioned JSON token that `Gateway.resume` turns back into this job.
+
+        It holds the task's URLs and ids, never a credential, and is safe to
+        store.
+        """
+        return json.dumps(
+            {
+                "v": TOKEN_VERSION,
+                "type": TOKEN_TYPE,
+                "gateway": self._gateway.base_url,
+                "request_id": self.request_id,
+                "status_url": self.status_url,
+                "response_url": self.response_url,
+                "tracking_id": self.tracking_id,
+                "operation": self.operation,
+                "created_at": self.created_at,
+                "idempotency_key": self.idempotency_key,
+            },
+            separators=(",", ":"),
+            sort_keys=True,
+        )
+
+
+def read_token(token: object) -> dict[str, Any]:
+    """Check a job token's shape and return its fields.
+
+    Raises:
+        InvalidRequest: the token is not one of ours, or a field is missing or wrong.
+    """
+    if not isinstance(token, str | bytes):
+        raise InvalidRequest("token", f"must be a string, not {type(token).__name__}")
+    try:
+        data = json.loads(token)
+    except ValueError as exc:
+        raise InvalidRequest("token", "is not JSON") from exc
+    if not isinstance(data, dict) or data.get("type") != TOKEN_TYPE:
+        raise InvalidRequest("token", "is not a begateway-async job token")
+    if data.get("v") != TOKEN_VERSION:
+        raise InvalidRequest("token.v", f"unsupported token version {data.get('v')!r}")
+    for name in ("gateway", "request_id", "status_url", "response_url", "operation"):
+        if not isinstance(data.get(name), str) or not data[name]:
+            raise InvalidRequest(f"token.{name}", "is missing")
+    for name in ("tracking_id", "idempotency_key"):
+        if data.get(name) is not None and not isinstance(data[name], str):
+            raise InvalidRequest(f"token.{name}", "must be a string or null")
+    created = data.get("created_at")
+    if isinstance(created, bool) or not isinstance(created, int | float):
+        raise InvalidRequest("token.created_at", "must be epoch seconds")
+    return data

@@ -1,0 +1,133 @@
+"""One polling scheduler per Gateway: a min-heap of due polls per gateway host.
+
+No task and no timer per job: a pending job is one heap entry. The single
+`Scheduler.run` coroutine wakes at the earliest due time of any host, takes
+every due entry of each host up to that host's in-flight cap, and fires them
+concurrently. A host can be paused (429, 503 with ``Retry-After``): its
+entries wait, every other host goes on.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import math
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, Protocol, TypeVar
+
+import anyio
+
+from ._clock import Timebase
+
+__all__ = ["Scheduler"]
+
+logger = logging.getLogger("begateway_async")
+
+#: Anything due within this many seconds counts as due now. Waking for
+#: sub-millisecond gaps only spins the loop (libuv timers are 1 ms coarse).
+TOLERANCE = 0.001
+
+
+class Pollable(Protocol):
+    """What the scheduler needs of an entry: whether it still wants its poll."""
+
+    @property
+    def polling(self) -> bool:
+        """False once the entry's job has ended or been abandoned."""
+        ...
+
+
+ItemT = TypeVar("ItemT", bound=Pollable)
+
+
+class _Host:
+    __slots__ = ("heap", "in_flight", "paused_until")
+
+    def __init__(self) -> None:
+        self.heap: list[tuple[float, int, Pollable]] = []
+        self.in_flight = 0
+        self.paused_until = -math.inf
+
+
+class Scheduler(Generic[ItemT]):
+    """Fire due polls per host, at most ``cap`` in flight per host.
+
+    Args:
+        timebase: the time line due times are on.
+        fire: the poll itself; it reschedules its item when it wants another.
+        cap: polls in flight per host.
+    """
+
+    def __init__(
+        self, timebase: Timebase, fire: Callable[[ItemT], Awaitable[None]], *, cap: int
+    ) -> None:
+        self._time = timebase
+        self._fire = fire
+        self._cap = cap
+        self._hosts: dict[Hashable, _Host] = {}
+        self._seq = itertools.count()
+        self._kick = anyio.Event()
+        self._next_wake = math.inf
+
+    def schedule(self, host: Hashable, due: float, item: ItemT) -> None:
+        """Queue ``item``'s next poll at monotonic time ``due``."""
+        state = self._hosts.get(host)
+        if state is None:
+            state = self._hosts[host] = _Host()
+        heapq.heappush(state.heap, (due, next(self._seq), item))
+        if due < self._next_wake:
+            self._kick.set()
+
+    def pause(self, host: Hashable, until: float) -> None:
+        """Hold every poll to ``host`` until monotonic time ``until``."""
+        state = self._hosts.get(host)
+        if state is None:
+            state = self._hosts[host] = _Host()
+        state.paused_until = max(state.paused_until, until)
+
+    def paused_until(self, host: Hashable) -> float:
+        """Return when ``host``'s pause ends (-inf when it is not paused)."""
+        state = self._hosts.get(host)
+        return state.paused_until if state is not None else -math.inf
+
+    def queued(self) -> int:
+        """Return how many polls wait in the heaps (stale entries included)."""
+        return sum(len(h.heap) for h in self._hosts.values())
+
+    async def run(self) -> None:
+        """Run forever (until cancelled), firing due polls."""
+        async with anyio.create_task_group() as tg:
+            while True:
+                self._kick = anyio.Event()
+                now = self._time.monotonic()
+                horizon = now + TOLERANCE
+                wake = math.inf
+                for host in self._hosts.values():
+                    if host.paused_until > now:
+                        if host.heap:
+                            wake = min(wake, host.paused_until)
+                        continue
+                    heap = host.heap
+                    while heap and host.in_flight < self._cap and heap[0][0] <= horizon:
+                        item = heapq.heappop(heap)[2]
+                        if not item.polling:
+                            continue
+                        host.in_flight += 1
+                        tg.start_soon(self._run_one, host, item)
+                    if heap and host.in_flight < self._cap:
+                        wake = min(wake, heap[0][0])
+                self._next_wake = wake
+                await self._time.wait(self._kick, wake)
+
+    async def _run_one(self, host: _Host, item: ItemT) -> None:
+        try:
+            await self._fire(item)
+        except Exception:
+            # The poll owns its errors; this only keeps one bug from stopping
+            # every other job.
+            logger.exception("poll failed unexpectedly")
+        finally:
+            host.in_flight -= 1
+            if host.heap and host.heap[0][0] <= self._time.monotonic() + TOLERANCE:
+                self._kick.set()

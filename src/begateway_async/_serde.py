@@ -1,0 +1,198 @@
+"""The one cattrs converter: request models to wire dicts, answers to result models.
+
+Built once, with ``detailed_validation=True``; a structuring failure becomes
+`MalformedResponse` carrying the whole answer, never a raw cattrs error.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import cattrs
+
+from ._errors import MalformedResponse
+from ._models import Balance, Transaction, TransactionStatus
+from ._requests import CreditCard, Request, ResultKind
+
+__all__ = ["converter", "decode_json", "parse_result", "parse_transaction", "request_body"]
+
+converter = cattrs.Converter(detailed_validation=True)
+
+
+def _structure_datetime(value: Any, _: type) -> dt.datetime | None:
+    # A timestamp in a format we cannot read must not fail a payment's result:
+    # the field reads None and the original string stays in ``raw``.
+    if isinstance(value, str):
+        try:
+            return dt.datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _structure_bool(value: Any, _: type) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value in ("true", "1", 1):
+        return True
+    if value in ("false", "0", 0):
+        return False
+    raise ValueError(f"not a boolean: {value!r}")
+
+
+def _structure_mapping(value: Any, _: type) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise TypeError(f"expected an object, not {type(value).__name__}")
+    return value
+
+
+converter.register_structure_hook(dt.datetime, _structure_datetime)
+converter.register_structure_hook(bool, _structure_bool)
+converter.register_structure_hook(TransactionStatus, lambda v, _: TransactionStatus(v))
+converter.register_structure_hook_func(lambda t: t == Mapping[str, Any], _structure_mapping)
+
+
+def _wire(value: Any) -> Any:
+    """Unstructure one request value for the wire, dropping unset (None) fields."""
+    if attrs.has(type(value)):
+        return _wire_fields(value)
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, tuple | list):
+        return [_wire(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _wire(v) for k, v in value.items()}
+    return value
+
+
+def _wire_fields(instance: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for field in attrs.fields(type(instance)):
+        if field.metadata.get("local") or field.name == "extra":
+            continue
+        value = getattr(instance, field.name)
+        if value is not None:
+            out[field.name] = _wire(value)
+    if isinstance(instance, CreditCard):
+        if instance.exp_month is not None:
+            out["exp_month"] = f"{instance.exp_month:02d}"
+        if instance.exp_year is not None:
+            out["exp_year"] = str(instance.exp_year)
+    extra = getattr(instance, "extra", None)
+    if extra:
+        out.update(_wire(extra))
+    return out
+
+
+def request_body(request: Request[Any]) -> bytes | None:
+    """Return the JSON body of a request, wrapped in ``{"request": {...}}``; None for GETs."""
+    if request._method == "GET":  # noqa: SLF001 - a sibling module's class attribute
+        return None
+    return json.dumps({"request": _wire_fields(request)}, separators=(",", ":")).encode()
+
+
+def decode_json(body: bytes) -> Any:
+    """Decode a JSON answer; raise ValueError when it is not JSON (HTML, truncated, ...)."""
+    return json.loads(body)
+
+
+def _section(tx: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
+    value = tx.get(name)
+    return value if isinstance(value, Mapping) else None
+
+
+def _transaction_fields(body: Mapping[str, Any]) -> dict[str, Any]:
+    """Bring the classic and the v3 shapes to the fields of `Transaction`."""
+    if "uid" not in body and isinstance(body.get("transaction"), Mapping):
+        tx: Mapping[str, Any] = body["transaction"]  # classic: {"transaction": {...}}
+        type_name = tx.get("type")
+        bank = _section(tx, type_name) if isinstance(type_name, str) else None
+        card = _section(tx, "credit_card")
+    else:
+        tx = body  # v3, or an item of a tracking-id list: flat
+        type_name = tx.get("type")
+        bank = _section(tx, "transaction")
+        if bank is None and isinstance(type_name, str):
+            bank = _section(tx, type_name)
+        card = _section(tx, "payment_method") or _section(tx, "credit_card")
+    names = {f.name for f in attrs.fields(Transaction)}
+    fields = {k: v for k, v in tx.items() if k in names and k != "raw" and v is not None}
+    fields.pop("card", None)
+    fields.pop("bank", None)
+    links = _section(tx, "links")
+    if "receipt_url" not in fields and links and links.get("receipt_url"):
+        fields["receipt_url"] = links["receipt_url"]
+    if card is not None:
+        fields["card"] = card
+    if bank is not None:
+        fields["bank"] = bank
+    three_ds = _section(tx, "three_d_secure_verification")
+    if three_ds is not None:
+        fields["three_d_secure"] = three_ds
+    fields["raw"] = body
+    return fields
+
+
+def _structure(fields: Mapping[str, Any], cls: type[Any], body: Any, request_id: str | None) -> Any:
+    try:
+        return converter.structure(fields, cls)
+    except cattrs.BaseValidationError as exc:
+        reason = "; ".join(cattrs.transform_error(exc, path=cls.__name__))
+        raise MalformedResponse(reason, body=body, request_id=request_id) from exc
+
+
+def parse_transaction(body: Any, *, request_id: str | None = None) -> Transaction:
+    """Read a transaction answer of either shape.
+
+    Raises:
+        MalformedResponse: the answer is not a transaction; it carries the whole body.
+    """
+    if not isinstance(body, Mapping):
+        raise MalformedResponse("not a JSON object", body=body, request_id=request_id)
+    fields = _transaction_fields(body)
+    if "status" not in fields:
+        raise MalformedResponse("no transaction status", body=body, request_id=request_id)
+    result: Transaction = _structure(fields, Transaction, body, request_id)
+    return result
+
+
+def _parse_transactions(body: Any, request_id: str | None) -> list[Transaction]:
+    items = body.get("transactions") if isinstance(body, Mapping) else None
+    if not isinstance(items, list):
+        raise MalformedResponse("no transactions list", body=body, request_id=request_id)
+    return [parse_transaction(item, request_id=request_id) for item in items]
+
+
+def _parse_balance(body: Any, request_id: str | None) -> Balance:
+    if not isinstance(body, Mapping):
+        raise MalformedResponse("not a JSON object", body=body, request_id=request_id)
+    result = body.get("result")
+    inner: Mapping[str, Any] = result if isinstance(result, Mapping) else body
+    fields = {
+        "status": body.get("status"),
+        "gateway_id": inner.get("gatewayId", inner.get("gateway_id")),
+        "account": inner.get("account"),
+        "amount": inner.get("amount"),
+        "currency": inner.get("currency"),
+        "bank_info": inner.get("bankInfo", inner.get("bank_info")),
+        "raw": body,
+    }
+    balance: Balance = _structure(
+        {k: v for k, v in fields.items() if v is not None}, Balance, body, request_id
+    )
+    return balance
+
+
+def parse_result(kind: ResultKind, body: Any, *, request_id: str | None = None) -> Any:
+    """Read a job's result according to its operation's kind of answer."""
+    if kind == "transactions":
+        return _parse_transactions(body, request_id)
+    if kind == "balance":
+        return _parse_balance(body, request_id)
+    return parse_transaction(body, request_id=request_id)
