@@ -10,9 +10,10 @@ Submit a payment (or any of the eleven operations) to the gateway's
         tx = await gw.payment(bga.Payment(amount=100, currency="USD", ...))
 """
 
-import attrs
+import attrs as _attrs
 
 from ._clock import SchedulingClock
+from ._version import __version__
 from ._client import Gateway
 from ._config import (
     BEGATEWAY_DEMO,
@@ -62,7 +63,6 @@ from ._requests import (
     Void,
 )
 
-__version__ = "0.1.0.dev0"
 
 __all__ = [
     "BEGATEWAY_DEMO",
@@ -121,8 +121,8 @@ __all__ = [
 # evaluates them later against ``__module__``), and only then re-homed.
 _public = [globals()[_name] for _name in __all__]
 for _obj in _public:
-    if attrs.has(_obj):
-        attrs.resolve_types(_obj)
+    if _attrs.has(_obj):
+        _attrs.resolve_types(_obj)
 for _obj in _public:
     if getattr(_obj, "__module__", "").startswith("begateway_async._"):
         _obj.__module__ = "begateway_async"

@@ -55,13 +55,13 @@ from ._requests import (
 )
 from ._scheduler import Scheduler
 from ._serde import parse_result, request_body
+from ._version import __version__
 
 __all__ = ["Gateway"]
 
 logger = logging.getLogger("begateway_async")
 T = TypeVar("T")
 
-_VERSION = "0.1.0.dev0"
 #: Errors of a request that never left this machine: the gateway saw nothing.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
@@ -93,6 +93,9 @@ class Gateway:
         drain: whether leaving ``async with`` waits for pending jobs.
         rng: the source of backoff jitter (seed it for reproducible runs).
         allow_insecure_http: accept a plain ``http`` base URL on a non-loopback host.
+        api_version: sent as ``X-API-Version`` on every request (``3`` asks for
+            the flat v3 answers; both shapes parse). Requests that need a
+            particular version (`BalanceQuery` needs 2) keep theirs.
     """
 
     def __init__(
@@ -109,6 +112,7 @@ class Gateway:
         drain: bool = True,
         rng: random.Random | None = None,
         allow_insecure_http: bool = False,
+        api_version: int | None = None,
     ) -> None:
         self.base_url = validate_base_url(base_url, allow_insecure_http=allow_insecure_http)
         if isinstance(shop_id, bool) or not isinstance(shop_id, int | str) or not str(shop_id):
@@ -124,6 +128,8 @@ class Gateway:
                 raise InvalidRequest(name, f"must be a {cls.__name__}")
         if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
             raise InvalidRequest("transport", "must be an httpx.AsyncBaseTransport")
+        if api_version is not None and api_version not in (2, 3):
+            raise InvalidRequest("api_version", f"must be 2, 3 or None, not {api_version!r}")
         if clock is not None and not callable(clock):
             raise InvalidRequest("clock", "must return epoch seconds when called")
         self.shop_id = str(shop_id)
@@ -131,6 +137,7 @@ class Gateway:
         self.timeouts = timeouts or Timeouts()
         self.limits = limits or Limits()
         self.drain = drain
+        self.api_version = api_version
         self._secret = secret_key
         self._transport = transport
         self._timebase = Timebase(clock)
@@ -154,10 +161,13 @@ class Gateway:
         if self._tg is not None:
             raise RuntimeError("this Gateway is already open")
         t = self.timeouts
+        headers = {"Accept": "application/json", "User-Agent": f"begateway-async/{__version__}"}
+        if self.api_version is not None:
+            headers["X-API-Version"] = str(self.api_version)
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             auth=httpx.BasicAuth(self.shop_id, self._secret),
-            headers={"Accept": "application/json", "User-Agent": f"begateway-async/{_VERSION}"},
+            headers=headers,
             timeout=httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool),
             limits=httpx.Limits(
                 max_connections=self.limits.max_connections,
@@ -383,7 +393,20 @@ class Gateway:
                 now=self._timebase.time(),
                 created_at=job.created_at,
             )
-        self._finish(job, outcome)
+        try:
+            self._finish(job, outcome)
+        except Exception as exc:
+            # Whatever the answer was, it ends this one job with a typed
+            # error carrying the answer; every other job goes on.
+            logger.exception("cannot process an answer for request_id=%s", job.request_id)
+            body = getattr(outcome, "body", None)
+            job._resolve(  # noqa: SLF001
+                error=MalformedResponse(
+                    f"cannot process the answer: {_describe(exc)}",
+                    body=body,
+                    request_id=job.request_id,
+                )
+            )
 
     def _finish(self, job: Job[Any], outcome: p.PollOutcome) -> None:  # noqa: C901, PLR0912
         """Apply a poll's outcome: resolve the job, or schedule its next poll."""

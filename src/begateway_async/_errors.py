@@ -197,7 +197,10 @@ class JobError(GatewayError):
     """
 
     def __init__(self, message: str, *, request_id: str, tracking_id: str | None) -> None:
-        super().__init__(f"{message} (request_id={request_id!r}, tracking_id={tracking_id!r})")
+        # Not super(): in JobFailed the next class of the MRO is _BodyError.
+        GatewayError.__init__(
+            self, f"{message} (request_id={request_id!r}, tracking_id={tracking_id!r})"
+        )
         self.request_id = request_id
         self.tracking_id = tracking_id
 

@@ -118,12 +118,16 @@ def _instance(cls: type | tuple[type, ...]) -> Any:
 def _strings(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is None:
         return
-    if isinstance(value, str) or not all(isinstance(v, str) for v in value):  # type: ignore[attr-defined]
-        _fail(instance, attribute, "must be a sequence of strings")
+    if not isinstance(value, tuple) or not all(isinstance(v, str) for v in value):
+        _fail(instance, attribute, "must be a list of strings")
 
 
-def _tuple_or_none(value: Any) -> tuple[str, ...] | None:
-    return None if value is None or isinstance(value, str) else tuple(value)
+def _tuple_or_none(value: Any) -> Any:
+    # A list becomes a tuple (frozen); anything else is left for the
+    # validator to refuse by name (a bare string is not a list of strings).
+    if isinstance(value, list | tuple):
+        return tuple(value)
+    return value
 
 
 def _check_extra(instance: Any) -> None:

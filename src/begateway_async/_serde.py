@@ -44,6 +44,29 @@ def _structure_bool(value: Any, _: type) -> bool:
     raise ValueError(f"not a boolean: {value!r}")
 
 
+def _structure_int(value: Any, _: type) -> int:
+    # Amounts are integers in minor units: a fractional number is refused,
+    # never truncated (cattrs' default ``int(10.99)`` would give 10).
+    if isinstance(value, bool):
+        raise TypeError(f"not an integer: {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise ValueError(f"not an integer: {value!r}")
+
+
+def _structure_str(value: Any, _: type) -> str:
+    # Bank references (rrn, auth codes) come as numbers from some acquirers.
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise TypeError(f"not a string: {type(value).__name__}")
+
+
 def _structure_mapping(value: Any, _: type) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise TypeError(f"expected an object, not {type(value).__name__}")
@@ -52,6 +75,8 @@ def _structure_mapping(value: Any, _: type) -> Mapping[str, Any]:
 
 converter.register_structure_hook(dt.datetime, _structure_datetime)
 converter.register_structure_hook(bool, _structure_bool)
+converter.register_structure_hook(int, _structure_int)
+converter.register_structure_hook(str, _structure_str)
 converter.register_structure_hook(TransactionStatus, lambda v, _: TransactionStatus(v))
 converter.register_structure_hook_func(lambda t: t == Mapping[str, Any], _structure_mapping)
 

@@ -1,0 +1,83 @@
+"""Answers of a fake gateway and ready-made requests, for the unit tests."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+import begateway_async as bga
+
+BASE = "https://gw.test"
+SHOP_ID = 361
+SECRET = "b8647b68898b084b836474ed8d61ffe117c9a01168d867f24953b776ddcb134d"
+
+
+# --- answers of the fake gateway ----------------------------------------------------------
+
+
+def ack(request_id: str = "r1", **extra: Any) -> dict[str, Any]:
+    return {
+        "status": "processing",
+        "request_id": request_id,
+        "status_url": f"{BASE}/async/status/{request_id}",
+        "response_url": f"{BASE}/async/result/{request_id}",
+        **extra,
+    }
+
+
+def transaction(
+    uid: str = "u1", status: str = "successful", kind: str = "payment", **extra: Any
+) -> dict[str, Any]:
+    return {
+        "transaction": {
+            "uid": uid,
+            "status": status,
+            "type": kind,
+            "amount": 100,
+            "currency": "USD",
+            "description": "Order 42",
+            "tracking_id": "order-42",
+            "message": "Successfully processed",
+            "test": True,
+            "created_at": "2026-01-01T00:00:01.123Z",
+            "credit_card": {"last_4": "0000", "first_1": "4", "brand": "visa", "token": "tok_1"},
+            kind: {"status": status, "rrn": "123456789", "auth_code": "654321", "gateway_id": 645},
+            **extra,
+        }
+    }
+
+
+def processing(request_id: str = "r1") -> dict[str, Any]:
+    return {"status": "processing", "request_id": request_id}
+
+
+def unknown(request_id: str = "r1") -> httpx.Response:
+    return httpx.Response(404, json={"status": "unknown", "request_id": request_id})
+
+
+def sent_json(request: httpx.Request) -> Any:
+    return json.loads(request.content)
+
+
+def card() -> bga.CreditCard:
+    return bga.CreditCard(
+        number="4200000000000000",
+        verification_value="123",
+        holder="John Doe",
+        exp_month=1,
+        exp_year=2030,
+    )
+
+
+def payment(**overrides: Any) -> bga.Payment:
+    fields: dict[str, Any] = {
+        "amount": 100,
+        "currency": "USD",
+        "description": "Order 42",
+        "tracking_id": "order-42",
+        "credit_card": card(),
+    }
+    fields.update(overrides)
+    return bga.Payment(**fields)
