@@ -13,7 +13,6 @@ import respx
 
 import begateway_async as bga
 from begateway_async.testing import VirtualClock
-
 from fakes import BASE, SECRET, SHOP_ID
 
 

@@ -26,7 +26,7 @@ def accept(router, request_id="r1", **extra):
 
 
 async def test_processing_then_result(open_gateway, router):
-    """200 processing and 425 are 'still running'; the result resolves the job with a Transaction."""
+    """200 processing and 425 mean running; the result resolves the job with a Transaction."""
     accept(router)
     result = router.get(RESULT).mock(
         side_effect=[
@@ -66,12 +66,14 @@ async def test_backoff_spaces_the_polls(open_gateway, router, clock):
 
 
 async def test_status_first(open_gateway, router):
-    """status_first: GET status_url until completed, then the result at once from its response_url."""
+    """status_first: GET status_url until completed, then its response_url at once."""
     accept(router)
     status = router.get(STATUS).mock(
         side_effect=[
             httpx.Response(200, json=processing()),
-            httpx.Response(200, json={"status": "completed", "request_id": "r1", "response_url": RESULT}),
+            httpx.Response(
+                200, json={"status": "completed", "request_id": "r1", "response_url": RESULT}
+            ),
         ]
     )
     result = router.get(RESULT).respond(200, json=transaction())
@@ -131,7 +133,7 @@ async def test_v3_result(open_gateway, router):
 
 
 async def test_typed_shortcuts(open_gateway, router):
-    """The tracking-id query gives a list, the balance query a Balance, the uid query a Transaction."""
+    """Tracking-id query → list, balance query → Balance, uid query → Transaction."""
     router.get("/async/v2/transactions/tracking_id/order-42").respond(200, json=ack("q1"))
     router.get(f"{BASE}/async/result/q1").respond(
         200, json={"transactions": [transaction("u2")["transaction"]]}
@@ -154,7 +156,9 @@ async def test_typed_shortcuts(open_gateway, router):
 async def test_malformed_result(open_gateway, router):
     """A 200 answer that is not a transaction fails the job with MalformedResponse and the body."""
     accept(router)
-    router.get(RESULT).respond(200, json={"transaction": {"uid": "u1", "amount": 1.5, "status": "x"}})
+    router.get(RESULT).respond(
+        200, json={"transaction": {"uid": "u1", "amount": 1.5, "status": "x"}}
+    )
     async with open_gateway() as gw:
         job = await gw.submit(payment())
         with pytest.raises(bga.MalformedResponse) as info:
@@ -168,7 +172,13 @@ async def test_malformed_result(open_gateway, router):
 @pytest.mark.parametrize(
     ("status", "body"),
     [
-        (422, {"message": "Amount must be greater than 0", "errors": {"amount": ["must be greater than 0"]}}),
+        (
+            422,
+            {
+                "message": "Amount must be greater than 0",
+                "errors": {"amount": ["must be greater than 0"]},
+            },
+        ),
         (422, {"response": {"message": "Token does not exist.", "errors": {}}}),
         (422, {"code": "E.1025", "friendly_message": "Invalid request params", "message": "m"}),
         (500, {"message": "We're sorry, but something went wrong"}),
@@ -209,7 +219,11 @@ async def test_one_shot_error_reaches_every_waiter(open_gateway, router, status,
 async def test_error_fields_are_exposed(open_gateway, router):
     """JobFailed gives the message, the per-field errors and the v3 code of the body."""
     accept(router)
-    body = {"code": "E.1025", "message": "Currency can't be blank.", "errors": {"currency": ["can't be blank"]}}
+    body = {
+        "code": "E.1025",
+        "message": "Currency can't be blank.",
+        "errors": {"currency": ["can't be blank"]},
+    }
     router.get(RESULT).respond(422, json=body)
     async with open_gateway() as gw:
         with pytest.raises(bga.JobFailed) as info:
@@ -232,6 +246,55 @@ async def test_unknown_before_24h_is_lost(open_gateway, router):
     assert info.value.tracking_id == "order-42"
     assert info.value.request_id == "r1"
     assert not info.value.after_lost_reply
+
+
+async def test_unknown_after_24h_is_expired(open_gateway, router, clock):
+    """404 unknown at 24 h after creation (by the injected clock): JobExpired."""
+    accept(router)
+    created = clock()
+
+    def answer(request):
+        if clock() < created + DAY:
+            return httpx.Response(200, json=processing())
+        return unknown()
+
+    router.get(RESULT).mock(side_effect=answer)
+    async with open_gateway(poll=bga.PollPolicy(max_delay=3600.0)) as gw:
+        with pytest.raises(bga.JobExpired):
+            await gw.payment(payment())
+    assert clock() >= created + DAY
+
+
+async def test_outage_past_24h_expires(open_gateway, router, clock):
+    """A job that only ever sees transient failures ends JobExpired once 24 h have passed."""
+    accept(router)
+    route = router.get(RESULT).respond(502, text="<html>Bad Gateway</html>")
+    async with open_gateway(poll=bga.PollPolicy(max_delay=600.0)) as gw:
+        job = await gw.submit(payment())
+        with pytest.raises(bga.JobExpired):
+            await job
+    assert clock.monotonic() >= DAY
+    assert route.call_count > 100
+    assert job.last_error == "unreadable HTTP 502 answer"
+
+
+@pytest.mark.parametrize(
+    ("failure", "lost"),
+    [
+        (httpx.ReadTimeout("read timed out"), True),
+        (httpx.RemoteProtocolError("peer closed connection"), True),
+        (httpx.ConnectError("refused"), False),
+        (httpx.ConnectTimeout("connect timed out"), False),
+    ],
+)
+async def test_lost_reply_then_unknown(open_gateway, router, failure, lost):
+    """A sent poll whose reply was lost, then 404: JobLost says a one-shot body may be gone."""
+    accept(router)
+    router.get(RESULT).mock(side_effect=[failure, unknown()])
+    async with open_gateway() as gw:
+        with pytest.raises(bga.JobLost) as info:
+            await gw.payment(payment())
+    assert info.value.after_lost_reply is lost
 
 
 async def test_unknown_after_24h_is_expired(open_gateway, router, clock):
@@ -535,7 +598,7 @@ async def test_same_request_id_answered_twice_is_one_job(open_gateway, router):
 
 
 async def test_two_thousand_jobs_one_shot_bodies_read_once(clock):
-    """2000 jobs, a third failing: each result URL read until answered, error bodies once, cap kept."""
+    """2000 jobs, a third failing: every error body read once, the per-host cap kept."""
     created: dict[str, float] = {}
     reads: dict[str, int] = {}
     in_flight = peak = 0
@@ -564,7 +627,11 @@ async def test_two_thousand_jobs_one_shot_bodies_read_once(clock):
         return httpx.Response(200, json=transaction(f"u{number}"))
 
     gateway = bga.Gateway(
-        BASE, 361, SECRET, transport=httpx.MockTransport(handler), clock=clock,
+        BASE,
+        361,
+        SECRET,
+        transport=httpx.MockTransport(handler),
+        clock=clock,
         limits=bga.Limits(polls_per_host=16),
     )
     async with clock.autojump(), gateway as gw:

@@ -156,7 +156,9 @@ def test_poll_status_completed():
     )
 
 
-@pytest.mark.parametrize("shape", [TX, V3_TX, {"transactions": []}, {"status": "successful", "result": {}}])
+@pytest.mark.parametrize(
+    "shape", [TX, V3_TX, {"transactions": []}, {"status": "successful", "result": {}}]
+)
 def test_poll_result(shape):
     """GET response_url → 200 result (classic, v3, list, balance): done, with the body."""
     assert poll(200, shape) == p.Done(shape)

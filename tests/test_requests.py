@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 import begateway_async as bga
+from begateway_async._serde import request_body
 from fakes import BASE, SECRET, SHOP_ID, ack, card, payment, sent_json
 
 pytestmark = pytest.mark.anyio
@@ -26,7 +27,12 @@ CARD_FIELDS = {"amount": 100, "currency": "USD", "description": "Order 42", "tra
 CARD_BODY = {**CARD_FIELDS, "credit_card": CARD_WIRE}
 
 OPERATIONS: list[tuple[bga.Request[Any], str, str, dict[str, Any] | None]] = [
-    (bga.Payment(**CARD_FIELDS, credit_card=card()), "POST", "/async/transactions/payments", CARD_BODY),
+    (
+        bga.Payment(**CARD_FIELDS, credit_card=card()),
+        "POST",
+        "/async/transactions/payments",
+        CARD_BODY,
+    ),
     (
         bga.Authorization(**CARD_FIELDS, credit_card=card()),
         "POST",
@@ -39,7 +45,12 @@ OPERATIONS: list[tuple[bga.Request[Any], str, str, dict[str, Any] | None]] = [
         "/async/transactions/tokenizations",
         CARD_BODY,
     ),
-    (bga.Checkup(**CARD_FIELDS, credit_card=card()), "POST", "/async/transactions/checkups", CARD_BODY),
+    (
+        bga.Checkup(**CARD_FIELDS, credit_card=card()),
+        "POST",
+        "/async/transactions/checkups",
+        CARD_BODY,
+    ),
     (
         bga.Capture(parent_uid="p-1", amount=50),
         "POST",
@@ -88,12 +99,15 @@ OPERATIONS: list[tuple[bga.Request[Any], str, str, dict[str, Any] | None]] = [
 
 
 @pytest.mark.parametrize(
-    ("request_", "method", "path", "expected"),
+    "case",
     OPERATIONS,
-    ids=[f"{r.operation}{'-legacy' if getattr(r, 'legacy', False) else ''}" for r, *_ in OPERATIONS],
+    ids=[
+        f"{r.operation}{'-legacy' if getattr(r, 'legacy', False) else ''}" for r, *_ in OPERATIONS
+    ],
 )
-async def test_operation_wire_format(open_gateway, router, request_, method, path, expected):
-    """Each operation goes to its /async path, wrapped in {"request": ...}, with auth and a RequestID."""
+async def test_operation_wire_format(open_gateway, router, case):
+    """Each operation: its /async path, the {"request": ...} body, Basic auth, a RequestID."""
+    request_, method, path, expected = case
     route = router.route(method=method).respond(200, json=ack())
     async with open_gateway(drain=False) as gw:
         job = await gw.submit(request_)
@@ -138,10 +152,10 @@ async def test_api_version_header(open_gateway, router):
 
 def test_full_payment_body():
     """Nested parts, dates and extra fields are written the way the gateway reads them."""
-    from begateway_async._serde import request_body
-
     request = payment(
-        customer=bga.Customer(ip="127.0.0.1", email="jd@example.com", birth_date=dt.date(1980, 2, 3)),
+        customer=bga.Customer(
+            ip="127.0.0.1", email="jd@example.com", birth_date=dt.date(1980, 2, 3)
+        ),
         billing_address=bga.BillingAddress(first_name="John", country="US", zip="10001"),
         additional_data=bga.AdditionalData(contract=["recurring"], receipt_text=["Thank you"]),
         expired_at=dt.datetime(2026, 2, 1, 12, 0, tzinfo=dt.UTC),
@@ -152,7 +166,11 @@ def test_full_payment_body():
         extra={"dynamic_field": {"a": 1}},
     )
     data = sent_json(httpx.Request("POST", BASE, content=request_body(request)))["request"]
-    assert data["customer"] == {"ip": "127.0.0.1", "email": "jd@example.com", "birth_date": "1980-02-03"}
+    assert data["customer"] == {
+        "ip": "127.0.0.1",
+        "email": "jd@example.com",
+        "birth_date": "1980-02-03",
+    }
     assert data["billing_address"] == {"first_name": "John", "country": "US", "zip": "10001"}
     assert data["additional_data"] == {"contract": ["recurring"], "receipt_text": ["Thank you"]}
     assert data["expired_at"] == "2026-02-01T12:00:00+00:00"
@@ -178,13 +196,25 @@ def test_full_payment_body():
         (lambda: payment(extra={"amount": 5}), "Payment.extra"),
         (lambda: payment(language="English"), "Payment.language"),
         (lambda: payment(test="yes"), "Payment.test"),
-        (lambda: bga.CreditCard(number="4200 0000", exp_month=1, exp_year=2030), "CreditCard.number"),
+        (
+            lambda: bga.CreditCard(number="4200 0000", exp_month=1, exp_year=2030),
+            "CreditCard.number",
+        ),
         (lambda: bga.CreditCard(number="42", exp_month=1, exp_year=2030), "CreditCard.number"),
-        (lambda: bga.CreditCard(number="4200000000000000", exp_month=13, exp_year=2030), "CreditCard.exp_month"),
-        (lambda: bga.CreditCard(number="4200000000000000", exp_month=1, exp_year=30), "CreditCard.exp_year"),
+        (
+            lambda: bga.CreditCard(number="4200000000000000", exp_month=13, exp_year=2030),
+            "CreditCard.exp_month",
+        ),
+        (
+            lambda: bga.CreditCard(number="4200000000000000", exp_month=1, exp_year=30),
+            "CreditCard.exp_year",
+        ),
         (lambda: bga.CreditCard(number="4200000000000000", exp_year=2030), "CreditCard.exp_month"),
         (lambda: bga.CreditCard(holder="J D"), "CreditCard.number"),
-        (lambda: bga.CreditCard(token="t", verification_value="12"), "CreditCard.verification_value"),
+        (
+            lambda: bga.CreditCard(token="t", verification_value="12"),
+            "CreditCard.verification_value",
+        ),
         (lambda: bga.Customer(email="nobody"), "Customer.email"),
         (lambda: bga.BillingAddress(country="USA"), "BillingAddress.country"),
         (lambda: bga.AdditionalData(contract="recurring"), "AdditionalData.contract"),
@@ -192,14 +222,17 @@ def test_full_payment_body():
         (lambda: bga.Capture(parent_uid="../admin", amount=1), "Capture.parent_uid"),
         (lambda: bga.StatusQuery(uid="a/b"), "StatusQuery.uid"),
         (lambda: bga.TrackingIdQuery(tracking_id=""), "TrackingIdQuery.tracking_id"),
-        (lambda: bga.Checkup(**{**CARD_FIELDS, "tracking_id": None}, credit_card=card()), "Checkup.tracking_id"),
+        (
+            lambda: bga.Checkup(**{**CARD_FIELDS, "tracking_id": None}, credit_card=card()),
+            "Checkup.tracking_id",
+        ),
         (lambda: bga.Payout(**CARD_FIELDS), "Payout.recipient_credit_card"),
-        (lambda: bga.BalanceQuery(), "BalanceQuery"),
+        (bga.BalanceQuery, "BalanceQuery"),
         (lambda: bga.BalanceQuery(currency="USD", account="1"), "BalanceQuery"),
     ],
 )
 def test_invalid_requests_name_the_field(build, field):
-    """A bad value raises InvalidRequest (a ValueError) naming the field, before anything is sent."""
+    """A bad value raises InvalidRequest (a ValueError) naming the field, at construction."""
     with pytest.raises(bga.InvalidRequest) as info:
         build()
     assert info.value.field == field
@@ -228,7 +261,9 @@ def test_card_repr_hides_secrets():
     assert "999" not in text
     assert "tok_secret_1" not in text
     assert "John Doe" not in text
-    assert "secret" not in repr(bga.EncryptedCreditCard(number="$enc$secret", exp_month="$e", exp_year="$e"))
+    assert "secret" not in repr(
+        bga.EncryptedCreditCard(number="$enc$secret", exp_month="$e", exp_year="$e")
+    )
 
 
 def test_requests_are_frozen():
@@ -236,4 +271,3 @@ def test_requests_are_frozen():
     request = payment()
     with pytest.raises(AttributeError):
         request.amount = 5  # type: ignore[misc]
-

@@ -16,6 +16,8 @@ pytestmark = pytest.mark.anyio
 
 
 class Item:
+    """A fake job entry that records when it was polled."""
+
     def __init__(self, host: str, due: float) -> None:
         self.host = host
         self.due = due
@@ -36,6 +38,7 @@ class Recorder:
         self.expected = 0
 
     async def __call__(self, item: Item) -> None:
+        """Poll ``item``."""
         item.fired.append(self.clock.monotonic())
         self.in_flight[item.host] += 1
         self.peak[item.host] = max(self.peak[item.host], self.in_flight[item.host])
@@ -96,7 +99,9 @@ async def test_a_paused_host_waits_and_the_other_goes_on():
 
 async def test_a_pause_cannot_be_shortened():
     """Of two pauses of one host, the later end wins."""
-    scheduler: Scheduler[Item] = Scheduler(Timebase(VirtualClock()), Recorder(VirtualClock()), cap=1)
+    scheduler: Scheduler[Item] = Scheduler(
+        Timebase(VirtualClock()), Recorder(VirtualClock()), cap=1
+    )
     scheduler.pause("a", 30.0)
     scheduler.pause("a", 5.0)
     assert scheduler.paused_until("a") == 30.0

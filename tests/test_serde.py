@@ -1,4 +1,4 @@
-"""Reading answers into models: both transaction shapes, tolerance, and errors that keep the body."""
+"""Reading answers into models: both shapes, tolerance, and errors that keep the body."""
 
 from __future__ import annotations
 
@@ -88,7 +88,11 @@ def test_incomplete_payment_has_redirect():
     body = transaction(
         status="incomplete",
         redirect_url="https://gw.test/process/u1",
-        three_d_secure_verification={"status": "incomplete", "ve_status": "Y", "acs_url": "https://acs"},
+        three_d_secure_verification={
+            "status": "incomplete",
+            "ve_status": "Y",
+            "acs_url": "https://acs",
+        },
     )
     tx = parse_transaction(body)
     assert tx.incomplete
@@ -107,7 +111,7 @@ def test_unreadable_date_does_not_fail_the_result():
 
 @pytest.mark.parametrize("amount", [10.99, "ten", True, [1]])
 def test_money_is_never_truncated(amount):
-    """A fractional or non-numeric amount is a MalformedResponse carrying the body, never rounded."""
+    """A fractional or non-numeric amount is MalformedResponse with the body, never rounded."""
     body = transaction(amount=amount)
     with pytest.raises(bga.MalformedResponse) as info:
         parse_transaction(body, request_id="r9")
@@ -126,7 +130,12 @@ def test_not_a_transaction(body):
 
 def test_tracking_id_list():
     """The tracking-id query answers a list of transactions (flat items), newest first."""
-    body = {"transactions": [dict(transaction("u2")["transaction"]), dict(transaction("u1")["transaction"])]}
+    body = {
+        "transactions": [
+            dict(transaction("u2")["transaction"]),
+            dict(transaction("u1")["transaction"]),
+        ]
+    }
     txs = parse_result("transactions", body)
     assert [tx.uid for tx in txs] == ["u2", "u1"]
     assert txs[0].bank is not None

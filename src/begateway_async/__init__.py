@@ -12,9 +12,8 @@ Submit a payment (or any of the eleven operations) to the gateway's
 
 import attrs as _attrs
 
-from ._clock import SchedulingClock
-from ._version import __version__
 from ._client import Gateway
+from ._clock import SchedulingClock
 from ._config import (
     BEGATEWAY_DEMO,
     BEPAID,
@@ -62,7 +61,7 @@ from ._requests import (
     TrackingIdQuery,
     Void,
 )
-
+from ._version import __version__
 
 __all__ = [
     "BEGATEWAY_DEMO",
@@ -114,6 +113,7 @@ __all__ = [
     "TransportError",
     "UnsafeURL",
     "Void",
+    "__version__",
 ]
 
 # Present the public names as ``begateway_async.X``. Type hints of attrs

@@ -70,6 +70,15 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
+def _request_id_header(key: object) -> str:
+    """Return the ``RequestID`` to send: ``key`` if valid, a fresh UUID for None."""
+    if key is None:
+        return str(uuid.uuid4())
+    if not isinstance(key, str) or not 0 < len(key) <= 255:  # noqa: PLR2004
+        raise InvalidRequest("idempotency_key", "must be a string of 1 to 255 characters")
+    return key
+
+
 class Gateway:
     """A client of one beGateway-platform card gateway, in asynchronous mode.
 
@@ -195,7 +204,9 @@ class Gateway:
         finally:
             self._tg.cancel_scope.cancel()
             try:
-                await self._tg.__aexit__(exc_type, exc, tb)
+                # The group holds only the scheduler: the caller's own
+                # exception, if any, propagates as it is, not wrapped.
+                await self._tg.__aexit__(None, None, None)
             finally:
                 for job in list(self._jobs.values()):
                     job._resolve(  # noqa: SLF001
@@ -249,10 +260,7 @@ class Gateway:
         """
         if not isinstance(request, Request):
             raise InvalidRequest("request", f"must be an operation, not {type(request).__name__}")
-        if idempotency_key is None:
-            idempotency_key = str(uuid.uuid4())
-        elif not isinstance(idempotency_key, str) or not 0 < len(idempotency_key) <= 255:  # noqa: PLR2004
-            raise InvalidRequest("idempotency_key", "must be a string of 1 to 255 characters")
+        idempotency_key = _request_id_header(idempotency_key)
         client = self._client()
         headers = {"RequestID": idempotency_key, **request._headers}  # noqa: SLF001
         body = request_body(request)
@@ -261,46 +269,80 @@ class Gateway:
         method, url = request._method, "/async" + request.path()  # noqa: SLF001
         created_at = self._timebase.time()
         attempts = self.limits.submit_attempts
-        uncertain = False
-        last = ""
+        uncertain = False  # whether any attempt may have reached the gateway
         async with self._submits:
             for attempt in range(attempts):
-                try:
-                    answer = await client.request(method, url, content=body, headers=headers)
-                    outcome = p.decide_submit(
-                        answer.status_code, answer.headers, answer.content, now=self._timebase.time()
-                    )
-                except httpx.HTTPError as exc:
-                    outcome = p.Resend(_describe(exc))
-                    uncertain |= not isinstance(exc, _NOT_SENT)
-                    answer = None
-                if isinstance(outcome, p.Ack):
-                    return self._acknowledged(request, outcome, created_at, idempotency_key)
-                if isinstance(outcome, p.Immediate):
-                    return self._answered(request, outcome, created_at, idempotency_key)
-                if isinstance(outcome, p.Rejected):
-                    raise RequestRejected(
-                        status_code=outcome.status_code, body=outcome.body, tracking_id=request.key
-                    )
-                uncertain |= answer is not None and not outcome.throttled
-                last = outcome.reason
-                logger.debug("submit attempt %d of %s: %s", attempt + 1, request.operation, last)
+                outcome, answer, reached = await self._send_submit(
+                    client, method, url, body, headers
+                )
+                if not isinstance(outcome, p.Resend):
+                    return self._submitted(request, outcome, created_at, idempotency_key)
+                last = outcome
+                uncertain |= reached
+                logger.debug(
+                    "submit attempt %d of %s: %s", attempt + 1, request.operation, outcome.reason
+                )
                 if attempt + 1 < attempts:
                     delay = outcome.retry_after
                     if delay is None:
                         delay = self.poll.delay(attempt, self._rng)
                     await self._timebase.sleep(min(delay, self.poll.max_retry_after))
-        if not uncertain:  # every attempt was throttled or never left this machine
-            if answer is None:
-                raise TransportError(f"cannot reach the gateway, nothing was sent: {last}")
-            raise RequestRejected(
-                status_code=answer.status_code, body=answer.text, tracking_id=request.key
+        if uncertain:
+            raise SubmitIndeterminate(
+                tracking_id=request.key,
+                idempotency_key=idempotency_key,
+                attempts=attempts,
+                last=last.reason,
             )
-        raise SubmitIndeterminate(
-            tracking_id=request.key, idempotency_key=idempotency_key, attempts=attempts, last=last
+        # Every attempt was throttled, or none left this machine: no task exists.
+        if answer is None:
+            raise TransportError(f"cannot reach the gateway, nothing was sent: {last.reason}")
+        raise RequestRejected(
+            status_code=answer.status_code, body=answer.text, tracking_id=request.key
         )
 
-    def _task_url(self, url: str | None, request_id: str, tracking_id: str | None, kind: str) -> str:
+    async def _send_submit(
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        url: str,
+        body: bytes | None,
+        headers: dict[str, str],
+    ) -> tuple[p.SubmitOutcome, httpx.Response | None, bool]:
+        """Send one submit attempt.
+
+        Returns:
+            The outcome, the answer if one came, and whether a task may have
+            been created without our knowing (the request may have reached the
+            gateway and was not answered definitely, nor only throttled).
+        """
+        try:
+            answer = await client.request(method, url, content=body, headers=headers)
+        except httpx.HTTPError as exc:
+            return p.Resend(_describe(exc)), None, not isinstance(exc, _NOT_SENT)
+        outcome = p.decide_submit(
+            answer.status_code, answer.headers, answer.content, now=self._timebase.time()
+        )
+        reached = isinstance(outcome, p.Resend) and not outcome.throttled
+        return outcome, answer, reached
+
+    def _submitted(
+        self, request: Request[T], outcome: p.SubmitOutcome, created_at: float, key: str
+    ) -> Job[T]:
+        """Turn a definite answer to a submit into a job, or raise the refusal."""
+        if isinstance(outcome, p.Ack):
+            return self._acknowledged(request, outcome, created_at, key)
+        if isinstance(outcome, p.Immediate):
+            return self._answered(request, outcome, created_at, key)
+        if isinstance(outcome, p.Rejected):
+            raise RequestRejected(
+                status_code=outcome.status_code, body=outcome.body, tracking_id=request.key
+            )
+        raise AssertionError(outcome)  # pragma: no cover - Resend is handled by the caller
+
+    def _task_url(
+        self, url: str | None, request_id: str, tracking_id: str | None, kind: str
+    ) -> str:
         if url is None:
             # The documented URL of the task, when the acknowledgement omits it.
             return f"{self.base_url}/async/{kind}/{request_id}"
@@ -314,9 +356,7 @@ class Gateway:
             )
         return resolved
 
-    def _acknowledged(
-        self, request: Request[T], ack: p.Ack, created_at: float, key: str
-    ) -> Job[T]:
+    def _acknowledged(self, request: Request[T], ack: p.Ack, created_at: float, key: str) -> Job[T]:
         tracking_id = request.key
         response_url = self._task_url(ack.response_url, ack.request_id, tracking_id, "result")
         try:
@@ -412,7 +452,7 @@ class Gateway:
         """Apply a poll's outcome: resolve the job, or schedule its next poll."""
         if not job.polling:
             return
-        ids = {"request_id": job.request_id, "tracking_id": job.tracking_id}
+        request_id, tracking_id = job.request_id, job.tracking_id
         now = self._timebase.monotonic()
         delay: float | None = None
         if isinstance(outcome, p.Done):
@@ -424,7 +464,12 @@ class Gateway:
                 job._resolve(value)  # noqa: SLF001
         elif isinstance(outcome, p.Failed):
             job._resolve(  # noqa: SLF001
-                error=JobFailed(status_code=outcome.status_code, body=outcome.body, **ids)
+                error=JobFailed(
+                    status_code=outcome.status_code,
+                    body=outcome.body,
+                    request_id=request_id,
+                    tracking_id=tracking_id,
+                )
             )
         elif isinstance(outcome, p.Unknown):
             job._resolve(error=self._unknown(job, expired=outcome.expired))  # noqa: SLF001
@@ -438,7 +483,13 @@ class Gateway:
             url = outcome.response_url or job.response_url
             resolved = p.resolve_url(url, self.base_url)
             if resolved is None:
-                job._resolve(error=UnsafeURL(url, expected_origin=self.base_url, **ids))  # noqa: SLF001
+                unsafe = UnsafeURL(
+                    url,
+                    expected_origin=self.base_url,
+                    request_id=request_id,
+                    tracking_id=tracking_id,
+                )
+                job._resolve(error=unsafe)  # noqa: SLF001
                 return
             job._next_url = resolved  # noqa: SLF001
             delay = 0.0
@@ -464,13 +515,17 @@ class Gateway:
 
     @staticmethod
     def _unknown(job: Job[Any], *, expired: bool) -> GatewayError:
-        ids = {"request_id": job.request_id, "tracking_id": job.tracking_id}
         if expired:
-            return JobExpired("the result is gone: 24 hours passed since the task's creation", **ids)
+            return JobExpired(
+                "the result is gone: 24 hours passed since the task's creation",
+                request_id=job.request_id,
+                tracking_id=job.tracking_id,
+            )
         return JobLost(
             "the gateway does not know the task; reconcile by tracking_id",
             after_lost_reply=job._lost_reply,  # noqa: SLF001
-            **ids,
+            request_id=job.request_id,
+            tracking_id=job.tracking_id,
         )
 
     # --- jobs ----------------------------------------------------------------------------
@@ -591,4 +646,3 @@ class Gateway:
     async def balance(self, request: BalanceQuery, *, timeout: float | None = None) -> Balance:
         """Submit a `BalanceQuery` and wait for the balance."""
         return await self._run_as(BalanceQuery, request, timeout)
-

@@ -42,7 +42,8 @@ RESULT_RETENTION: Final = 24 * 3600.0
 def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
     if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
         raise InvalidRequest(
-            f"{type(instance).__name__}.{attribute.name}", f"must be a positive number, not {value!r}"
+            f"{type(instance).__name__}.{attribute.name}",
+            f"must be a positive number, not {value!r}",
         )
 
 

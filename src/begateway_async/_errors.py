@@ -7,20 +7,19 @@ is a `Transaction` whose ``status`` is ``"failed"``.
 
 ```
 GatewayError
-├── InvalidRequest (also ValueError)  a request or argument failed validation; nothing was sent
-├── UnsafeURL                         the gateway answered with a URL on another origin; refused
-├── RequestRejected                   the gateway refused the submit (or our credentials) with an answer
-├── SubmitIndeterminate               the submit's fate is unknown after bounded re-sends with one RequestID
-├── TransportError                    the network failed on a call made for you
-├── MalformedResponse                 a 200 answer that cannot be read as the operation's result
-└── JobError                          a submitted job ended without a result
-    ├── JobFailed                     the task's one-shot non-200 error body (or a kept error body)
-    ├── JobExpired                    404 ``unknown`` 24 h or more after the task was created
-    ├── JobLost                       404 ``unknown`` earlier: never existed, or its one-shot body was taken
-    ├── JobAbandoned                  the job was abandoned, or the Gateway closed without draining it
-    └── JobTimeout (also TimeoutError) the caller stopped waiting; the job goes on
+├── InvalidRequest (ValueError)  a request or argument failed validation; nothing was sent
+├── UnsafeURL                    the gateway gave a URL on another origin; never requested
+├── RequestRejected              the gateway refused the submit (or, later, our credentials)
+├── SubmitIndeterminate          the submit's fate is unknown after bounded re-sends
+├── TransportError               the gateway could not be reached; nothing was sent
+├── MalformedResponse            a 200 answer that cannot be read as the operation's result
+└── JobError                     a submitted job ended without a result
+    ├── JobFailed                the task's error body (non-200: served only once)
+    ├── JobExpired               404 ``unknown`` 24 h or more after the task was created
+    ├── JobLost                  404 ``unknown`` earlier: never existed, or its body was taken
+    ├── JobAbandoned             abandoned, or the Gateway closed without draining it
+    └── JobTimeout (TimeoutError)  the caller stopped waiting; the job goes on
 ```
-
 Messages never contain the secret key, a card number or a CVV: they name
 the job by ``request_id`` and ``tracking_id``, which is what a merchant
 reconciles with.
@@ -150,7 +149,7 @@ class RequestRejected(_BodyError):  # noqa: N818
         self.tracking_id = tracking_id
 
 
-class SubmitIndeterminate(GatewayError):
+class SubmitIndeterminate(GatewayError):  # noqa: N818
     """The submit may or may not have created a task, and re-sending did not tell.
 
     The POST timed out, the connection dropped, or the gateway answered a 5xx
@@ -173,10 +172,15 @@ class SubmitIndeterminate(GatewayError):
 
 
 class TransportError(GatewayError):
-    """The network failed (connect, read, write or pool timeout, reset, protocol)."""
+    """The gateway could not be reached (connection refused, DNS, connect or pool timeout).
+
+    Raised by `Gateway.submit` only when no attempt left this machine, so no
+    task can exist. Failures after a request was sent are retried (polls) or
+    end as `SubmitIndeterminate` (submits).
+    """
 
 
-class MalformedResponse(GatewayError):
+class MalformedResponse(GatewayError):  # noqa: N818
     """A 200 answer that cannot be read as the operation's result.
 
     Nothing is lost: `body` holds the whole decoded answer.

@@ -25,7 +25,7 @@ __all__ = ["Job", "JobState"]
 T = TypeVar("T")
 
 TOKEN_VERSION: Final = 1
-TOKEN_TYPE: Final = "begateway-async/job"
+TOKEN_TYPE: Final = "begateway-async/job"  # noqa: S105 - a type tag, not a secret
 
 
 class JobState(enum.Enum):

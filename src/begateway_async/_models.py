@@ -78,8 +78,11 @@ class Card:
 
 @attrs.frozen(kw_only=True)
 class BankDetails:
-    """The acquirer's answer: the object named after the transaction type in v2
-    (``payment``, ``refund``, ...), the inner ``transaction`` object in v3."""
+    """The acquirer's answer.
+
+    In v2 it is the object named after the transaction type (``payment``,
+    ``refund``, ...); in v3 the inner ``transaction`` object.
+    """
 
     status: str | None = None
     message: str | None = None
@@ -110,8 +113,7 @@ class ThreeDSecure:
 
 @attrs.frozen(kw_only=True)
 class Transaction:
-    """A transaction, from either the classic ``{"transaction": {...}}`` answer or
-    the flat ``X-API-Version: 3`` one.
+    """A transaction, from the classic ``{"transaction": {...}}`` or the flat v3 answer.
 
     A declined payment is a transaction with ``status == "failed"``; one that
     waits for the customer (3-D Secure) has ``status == "incomplete"`` and a

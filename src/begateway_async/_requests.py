@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 from urllib.parse import quote
 
@@ -40,7 +41,7 @@ __all__ = [
     "Void",
 ]
 
-ResultT = TypeVar("ResultT", covariant=True)
+ResultT_co = TypeVar("ResultT_co", covariant=True)
 ResultKind = Literal["transaction", "transactions", "balance"]
 
 _CURRENCY = re.compile(r"[A-Z]{3}")
@@ -274,8 +275,8 @@ class AdditionalData:
 # --- operations ---------------------------------------------------------------------------
 
 
-class Request(Generic[ResultT]):
-    """Base of every operation; ``ResultT`` is what awaiting its job returns."""
+class Request(Generic[ResultT_co]):
+    """Base of every operation; ``ResultT_co`` is what awaiting its job returns."""
 
     #: The operation's synchronous path; the async one is ``/async`` + this.
     _path: ClassVar[str]
@@ -336,7 +337,9 @@ class _CardRequest(Request[Transaction]):
         if self.credit_card is None and self.encrypted_credit_card is None:
             raise InvalidRequest(f"{name}.credit_card", "a card (or encrypted card) is required")
         if self.credit_card is not None and self.encrypted_credit_card is not None:
-            raise InvalidRequest(f"{name}.credit_card", "give a card or an encrypted card, not both")
+            raise InvalidRequest(
+                f"{name}.credit_card", "give a card or an encrypted card, not both"
+            )
         if self.expired_at is not None and self.expired_at.tzinfo is None:
             raise InvalidRequest(f"{name}.expired_at", "must be timezone-aware")
 
@@ -519,7 +522,7 @@ class BalanceQuery(Request[Balance]):
 
     _path = "/balance"
     _result_kind = "balance"
-    _headers = {"X-API-Version": "2"}  # the balance endpoint requires it
+    _headers: ClassVar[Mapping[str, str]] = MappingProxyType({"X-API-Version": "2"})  # required
     operation = "balance_query"
 
     def __attrs_post_init__(self) -> None:

@@ -41,11 +41,11 @@ class Pollable(Protocol):
 ItemT = TypeVar("ItemT", bound=Pollable)
 
 
-class _Host:
+class _Host(Generic[ItemT]):
     __slots__ = ("heap", "in_flight", "paused_until")
 
     def __init__(self) -> None:
-        self.heap: list[tuple[float, int, Pollable]] = []
+        self.heap: list[tuple[float, int, ItemT]] = []
         self.in_flight = 0
         self.paused_until = -math.inf
 
@@ -65,7 +65,7 @@ class Scheduler(Generic[ItemT]):
         self._time = timebase
         self._fire = fire
         self._cap = cap
-        self._hosts: dict[Hashable, _Host] = {}
+        self._hosts: dict[Hashable, _Host[ItemT]] = {}
         self._seq = itertools.count()
         self._kick = anyio.Event()
         self._next_wake = math.inf
@@ -74,7 +74,7 @@ class Scheduler(Generic[ItemT]):
         """Queue ``item``'s next poll at monotonic time ``due``."""
         state = self._hosts.get(host)
         if state is None:
-            state = self._hosts[host] = _Host()
+            state = self._hosts[host] = _Host[ItemT]()
         heapq.heappush(state.heap, (due, next(self._seq), item))
         if due < self._next_wake:
             self._kick.set()
@@ -83,7 +83,7 @@ class Scheduler(Generic[ItemT]):
         """Hold every poll to ``host`` until monotonic time ``until``."""
         state = self._hosts.get(host)
         if state is None:
-            state = self._hosts[host] = _Host()
+            state = self._hosts[host] = _Host[ItemT]()
         state.paused_until = max(state.paused_until, until)
 
     def paused_until(self, host: Hashable) -> float:
@@ -120,7 +120,7 @@ class Scheduler(Generic[ItemT]):
                 self._next_wake = wake
                 await self._time.wait(self._kick, wake)
 
-    async def _run_one(self, host: _Host, item: ItemT) -> None:
+    async def _run_one(self, host: _Host[ItemT], item: ItemT) -> None:
         try:
             await self._fire(item)
         except Exception:

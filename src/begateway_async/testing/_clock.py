@@ -116,12 +116,16 @@ class VirtualClock:
         Use it to run a whole scenario (hours of backoff, the 24 h expiry) at
         once: ``await job`` then returns as soon as the work is done.
         """
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(self._autojump)
-            try:
-                yield self
-            finally:
-                tg.cancel_scope.cancel()
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        tg.start_soon(self._autojump)
+        try:
+            yield self
+        finally:
+            tg.cancel_scope.cancel()
+            # The group holds only the jumper: an exception of the block
+            # propagates as it is, not wrapped in an exception group.
+            await tg.__aexit__(None, None, None)
 
     async def _autojump(self) -> None:
         while True:

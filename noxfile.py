@@ -1,0 +1,32 @@
+"""The one entry point for lint, typing and tests (CI and the README use the same commands)."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "typing", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHON = "3.11"
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """Ruff: lint rules and formatting."""
+    session.install("ruff>=0.8")
+    session.run("ruff", "check", "src", "tests", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "noxfile.py")
+
+
+@nox.session(python=PYTHON)
+def typing(session: nox.Session) -> None:
+    """Mypy --strict on the package and on the typing examples."""
+    session.install("-e", ".[tests]", "mypy>=1.13")
+    session.run("mypy")
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """The test suite, on asyncio and trio."""
+    session.install("-e", ".[tests]")
+    session.run("python", "-m", "pytest", *session.posargs)
