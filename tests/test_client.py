@@ -297,56 +297,6 @@ async def test_lost_reply_then_unknown(open_gateway, router, failure, lost):
     assert info.value.after_lost_reply is lost
 
 
-async def test_unknown_after_24h_is_expired(open_gateway, router, clock):
-    """404 unknown at 24 h after creation (by the injected clock): JobExpired."""
-    accept(router)
-    created = clock()
-
-    def answer(request):
-        if clock() < created + DAY:
-            return httpx.Response(200, json=processing())
-        return unknown()
-
-    router.get(RESULT).mock(side_effect=answer)
-    async with open_gateway(poll=bga.PollPolicy(max_delay=3600.0)) as gw:
-        with pytest.raises(bga.JobExpired):
-            await gw.payment(payment())
-    assert clock() >= created + DAY
-
-
-async def test_outage_past_24h_expires(open_gateway, router, clock):
-    """A job that only ever sees transient failures ends JobExpired once 24 h have passed."""
-    accept(router)
-    route = router.get(RESULT).respond(502, text="<html>Bad Gateway</html>")
-    async with open_gateway(poll=bga.PollPolicy(max_delay=600.0)) as gw:
-        job = await gw.submit(payment())
-        with pytest.raises(bga.JobExpired):
-            await job
-    assert clock.monotonic() >= DAY
-    assert route.call_count > 100
-    assert job.last_error == "unreadable HTTP 502 answer"
-
-
-async def test_lost_reply_then_unknown(open_gateway, router):
-    """A poll whose reply was lost, then 404 unknown: JobLost says a one-shot body may be gone."""
-    accept(router)
-    router.get(RESULT).mock(side_effect=[httpx.ReadTimeout("read timed out"), unknown()])
-    async with open_gateway() as gw:
-        with pytest.raises(bga.JobLost) as info:
-            await gw.payment(payment())
-    assert info.value.after_lost_reply
-
-
-async def test_connect_error_is_not_a_lost_reply(open_gateway, router):
-    """A poll that never left (connect error) cannot have taken a one-shot body."""
-    accept(router)
-    router.get(RESULT).mock(side_effect=[httpx.ConnectError("refused"), unknown()])
-    async with open_gateway() as gw:
-        with pytest.raises(bga.JobLost) as info:
-            await gw.payment(payment())
-    assert not info.value.after_lost_reply
-
-
 # --- transient failures and throttling ----------------------------------------------------
 
 
