@@ -100,6 +100,8 @@ async def test_immediate_answer(open_gateway, router):
         job = await gw.submit(payment())
         assert job.done()
         assert (await job).uid == "u1"
+        with pytest.raises(RuntimeError, match="no task to resume"):
+            job.token()
 
 
 async def test_incomplete_result_resolves(open_gateway, router):

@@ -237,7 +237,13 @@ class Job(Generic[T]):
 
         It holds the task's URLs and ids, never a credential, and is safe to
         store.
+
+        Raises:
+            RuntimeError: the gateway answered the submit with its result at
+                once, so there is no task to resume.
         """
+        if not self.response_url:
+            raise RuntimeError("this job was answered at submit; there is no task to resume")
         return json.dumps(
             {
                 "v": TOKEN_VERSION,
