@@ -30,3 +30,10 @@ def tests(session: nox.Session) -> None:
     """The test suite, on asyncio and trio."""
     session.install("-e", ".[tests]")
     session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    """The demo against the simulator (the README's first command)."""
+    session.install("-e", ".[simulator]")
+    session.run("python", "-m", "begateway_async", "demo", *session.posargs)

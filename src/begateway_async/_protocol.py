@@ -171,7 +171,8 @@ class Transient:
     """A passing failure (proxy error, garbled body, no answer): retry with backoff.
 
     ``maybe_consumed`` is True when the request may have reached the gateway
-    and its answer was lost, so it may have taken a one-shot error body.
+    and its answer was lost or garbled, so it may have taken a one-shot error
+    body. Only a request that never left (connect errors) is known not to.
     """
 
     reason: str
@@ -327,9 +328,10 @@ def decide_poll(  # noqa: PLR0911 - one return per row of the table
     if status_code in (401, 403):
         return Refused(status_code, data)
     if not is_json or not isinstance(data, Mapping):
-        return Transient(f"unreadable HTTP {status_code} answer", retry_after)
+        # A garbled answer may have been a one-shot error body: say so.
+        return Transient(f"unreadable HTTP {status_code} answer", retry_after, maybe_consumed=True)
     if 200 <= status_code < 300:  # noqa: PLR2004
         return Failed(status_code, data) if _is_error_envelope(data) else Done(data)
     if status_code in _PROXY_ERRORS or not _is_error_envelope(data):
-        return Transient(f"HTTP {status_code}", retry_after)
+        return Transient(f"HTTP {status_code}", retry_after, maybe_consumed=True)
     return Failed(status_code, data)

@@ -1,8 +1,35 @@
-"""Test helpers for users of begateway-async (and for its own tests).
+"""Test helpers for users of begateway-async, and the bundled gateway simulator.
 
-`VirtualClock` runs the client's timing on virtual time.
+- `VirtualClock` runs the client's timing (and the simulator's) on virtual time.
+- `Simulator` is an ASGI app that behaves like the gateway; use it in process
+  with `SimulatorTransport`, or on loopback with `serve` (or
+  ``begateway-async simulate --port 8080``).
+- `Faults` and `Fault` switch on the gateway's misbehaviours; `Fixed`,
+  `Uniform`, `LogNormal` and `FromRequest` set how long the bank takes.
 """
 
 from ._clock import VirtualClock, settle
+from ._distributions import Distribution, Fixed, FromRequest, LogNormal, Uniform
+from ._faults import Fault, Faults
+from ._ledger import CARDS
+from ._server import SimulatorTransport, serve
+from ._simulator import DEMO_SHOPS, JobStats, Simulator, Stats
 
-__all__ = ["VirtualClock", "settle"]
+__all__ = [
+    "CARDS",
+    "DEMO_SHOPS",
+    "Distribution",
+    "Fault",
+    "Faults",
+    "Fixed",
+    "FromRequest",
+    "JobStats",
+    "LogNormal",
+    "Simulator",
+    "SimulatorTransport",
+    "Stats",
+    "Uniform",
+    "VirtualClock",
+    "serve",
+    "settle",
+]

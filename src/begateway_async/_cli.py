@@ -1,0 +1,92 @@
+"""The ``begateway-async`` command: ``demo``, ``run`` (the batch runner) and ``simulate``."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from .testing import Faults, LogNormal, Simulator  # noqa: PLC0415
+    from .testing._faults import Fault  # noqa: PLC0415
+    from .testing._server import run_server  # noqa: PLC0415
+    from .testing._simulator import default_processing  # noqa: PLC0415
+
+    processing = default_processing(LogNormal.from_percentiles(args.median, args.p99))
+    faults = Faults(
+        too_early=Fault(rate=args.too_early),
+        throttle=Fault(rate=args.throttle, retry_after=args.retry_after),
+        html_error=Fault(rate=args.html_error),
+        drop=Fault(rate=args.drop),
+        truncate=Fault(rate=args.truncate),
+    )
+    simulator = Simulator(processing=processing, faults=faults, seed=args.seed)
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn handles SIGINT itself
+        run_server(simulator, host=args.host, port=args.port)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="begateway-async",
+        description="Async-mode client of beGateway-platform card gateways, and its simulator.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser(
+        "demo", help="push a realistic mix of jobs through the client against the simulator"
+    )
+    demo.add_argument("--flows", type=int, default=2000, help="payment flows to run (default 2000)")
+    demo.add_argument("--concurrency", type=int, default=200, help="flows at once (default 200)")
+    demo.add_argument("--median", type=float, default=0.5, help="median processing seconds")
+    demo.add_argument("--p99", type=float, default=4.0, help="99th percentile processing seconds")
+    demo.add_argument("--seed", type=int, default=1)
+
+    run = commands.add_parser("run", help="submit the requests of a JSONL file, one per line")
+    run.add_argument("input", help="the JSON Lines file of requests ('-' for standard input)")
+    run.add_argument("--out", required=True, help="where to write one JSON line per finished job")
+    run.add_argument("--gateway", help="the gateway's base URL (or BEGATEWAY_URL)")
+    run.add_argument("--shop-id", help="the shop id (or BEGATEWAY_SHOP_ID)")
+    run.add_argument(
+        "--secret-key-file",
+        help="a file holding the secret key (or BEGATEWAY_SECRET_KEY); never echoed",
+    )
+    run.add_argument("--concurrency", type=int, default=100, help="jobs in flight (default 100)")
+    run.add_argument("--timeout", type=float, default=None, help="seconds to wait for each job")
+    run.add_argument("--force", action="store_true", help="overwrite a non-empty output file")
+
+    simulate = commands.add_parser("simulate", help="serve the gateway simulator on loopback")
+    simulate.add_argument("--host", default="127.0.0.1")
+    simulate.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    simulate.add_argument("--median", type=float, default=1.0, help="median processing seconds")
+    simulate.add_argument("--p99", type=float, default=10.0, help="99th percentile seconds")
+    simulate.add_argument("--seed", type=int, default=0)
+    simulate.add_argument("--too-early", type=float, default=0.0, help="rate of 425 answers")
+    simulate.add_argument("--throttle", type=float, default=0.0, help="rate of 429 answers")
+    simulate.add_argument("--retry-after", type=float, default=1.0, help="Retry-After of a 429")
+    simulate.add_argument("--html-error", type=float, default=0.0, help="rate of HTML 500s")
+    simulate.add_argument("--drop", type=float, default=0.0, help="rate of dropped connections")
+    simulate.add_argument("--truncate", type=float, default=0.0, help="rate of truncated bodies")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = _parser().parse_args(argv)
+    if args.command == "simulate":
+        return _simulate(args)
+    if args.command == "demo":
+        from ._demo import demo  # noqa: PLC0415
+
+        return demo(args)
+    from ._batch import run_batch  # noqa: PLC0415
+
+    return run_batch(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,516 @@
+"""`Simulator`: an ASGI app that behaves like a beGateway-platform card gateway.
+
+Documented behaviour first: HTTP Basic with shop id and secret, every
+operation in sync mode and under ``/async``, the ``{"request": {...}}``
+envelope, ``{message, errors}`` validation errors, the flat v3 shape on
+``X-API-Version: 3``, the async task protocol (``processing``, then
+``completed``; 200 results kept 24 hours from task creation; non-200 results
+served once; then 404 ``unknown``), ``RequestID`` idempotency for 24 hours,
+the 30 s duplicate check, the test cards, tracking-id and balance queries.
+
+Tasks are not timers: each task knows when it is ready, and an answer is
+decided when it is asked for, so a hundred thousand pending tasks cost only
+their records. Time is the ``clock``'s: pass a `VirtualClock` to make 24
+hours pass in a microsecond.
+
+Control endpoints (no credentials): ``GET /_simulator/stats``,
+``GET /_simulator/jobs`` (every task: operation, created, ready and served
+times, requests), ``GET /_simulator/jobs/{request_id}``, and
+``POST /_simulator/3ds/{uid}`` (the customer passes 3-D Secure).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any, Final
+
+import anyio
+import attrs
+
+from ._distributions import Distribution, LogNormal, pick
+from ._faults import Faults
+from ._ledger import Ledger, Outcome
+
+__all__ = [
+    "DEMO_SHOPS",
+    "ConnectionDropped",
+    "JobStats",
+    "Simulator",
+    "Stats",
+    "default_processing",
+]
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+#: The public demo shops of the beGateway demo gateway (no secret of anyone's).
+DEMO_SHOPS: Final[Mapping[str, str]] = {
+    "361": "b8647b68898b084b836474ed8d61ffe117c9a01168d867f24953b776ddcb134d",
+    "362": "9ad8ad735945919845b9a1996af72d886ab43d3375502256dbf8dd16bca59a4e",
+}
+RETENTION: Final = 24 * 3600.0
+SORRY: Final = {"message": "We're sorry, but something went wrong"}
+_HTML_ERROR: Final = b"<html><body><h1>500 Internal Server Error</h1></body></html>"
+_CONTROL: Final = "/_simulator/"
+_QUERY_OPERATIONS: Final = {"query": "status_query", "tracking_id": "tracking_id_query"}
+
+
+class ConnectionDropped(Exception):  # noqa: N818 - names the simulated event
+    """Raised by the app to drop the connection (see `SimulatorTransport`)."""
+
+
+@attrs.define(slots=True)
+class JobStats:
+    """What the simulator saw of one async task."""
+
+    operation: str
+    created_at: float
+    ready_at: float
+    submits: int = 1
+    status_polls: int = 0
+    result_polls: int = 0
+    served_at: float | None = None
+
+    @property
+    def requests(self) -> int:
+        """Every request made for this task: submits and polls."""
+        return self.submits + self.status_polls + self.result_polls
+
+
+@attrs.define
+class Stats:
+    """Counters of every request served."""
+
+    requests: Counter[str] = attrs.field(factory=Counter)
+    statuses: Counter[int] = attrs.field(factory=Counter)
+    jobs: dict[str, JobStats] = attrs.field(factory=dict)
+    transactions: int = 0
+    replays: int = 0
+
+    def snapshot(self, faults: Faults | None = None) -> dict[str, Any]:
+        """A JSON-ready summary (what ``GET /_simulator/stats`` answers)."""
+        jobs = self.jobs.values()
+        served = [j for j in jobs if j.served_at is not None]
+        return {
+            "requests": dict(self.requests),
+            "requests_total": sum(self.requests.values()),
+            "statuses": {str(k): v for k, v in self.statuses.items()},
+            "jobs": len(self.jobs),
+            "jobs_served": len(served),
+            "job_requests": sum(j.requests for j in jobs),
+            "requests_per_job": (sum(j.requests for j in jobs) / len(self.jobs))
+            if self.jobs
+            else 0.0,
+            "transactions": self.transactions,
+            "replays": self.replays,
+            "faults": faults.counts() if faults is not None else {},
+        }
+
+
+@attrs.define(slots=True)
+class _Task:
+    request_id: str
+    shop: str
+    operation: str
+    outcome: Outcome
+    api_version: int
+    stats: JobStats
+    internal_error: bool = False
+    gone: bool = False
+
+
+@attrs.frozen
+class _Call:
+    """One authenticated operation request."""
+
+    shop: str
+    route: tuple[str, ...]
+    request: Any
+    api_version: int
+    base_url: str
+    key: str | None
+
+
+def default_processing(bank: Distribution) -> dict[str, Distribution | float]:
+    """``bank`` for every operation, and no time at all for the queries."""
+    return {"*": bank, "status_query": 0.0, "tracking_id_query": 0.0, "balance_query": 0.0}
+
+
+def _parse_auth(header: str | None) -> tuple[str, str] | None:
+    if not header or not header.lower().startswith("basic "):
+        return None
+    try:
+        user, _, password = base64.b64decode(header[6:].strip()).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return user, password
+
+
+class Simulator:
+    """A simulated gateway, as an ASGI app.
+
+    Args:
+        shops: shop id → secret key accepted by HTTP Basic (the demo shops by default).
+        clock: epoch seconds now; a `VirtualClock` also times slow and synchronous answers.
+        processing: the processing time: one distribution (or seconds) for every
+            operation, or a mapping by operation name with ``"*"`` for the rest.
+            Operation names: ``payment``, ``authorization``, ``tokenization``,
+            ``checkup``, ``capture``, ``void``, ``refund``, ``chargeback``,
+            ``payout``, ``credit``, ``status_query``, ``tracking_id_query``,
+            ``balance_query``.
+        faults: the fault switches (all off by default); may be replaced at any time.
+        seed: the seed of every random draw (processing times, fault rates).
+    """
+
+    def __init__(
+        self,
+        *,
+        shops: Mapping[int | str, str] | None = None,
+        clock: Callable[[], float] | None = None,
+        processing: Distribution | float | Mapping[str, Distribution | float] | None = None,
+        faults: Faults | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.shops = {str(k): v for k, v in (shops or DEMO_SHOPS).items()}
+        self.clock: Callable[[], float] = clock or time.time
+        self.processing: Distribution | float | Mapping[str, Distribution | float] = (
+            processing if processing is not None else default_processing(LogNormal(1.0, 0.99))
+        )
+        self.faults = faults or Faults()
+        self.rng = random.Random(seed)  # noqa: S311 - a simulation, not cryptography
+        self.ledger = Ledger()
+        self.stats = Stats()
+        self.tasks: dict[str, _Task] = {}
+        self._request_ids: dict[tuple[str, str], tuple[float, str | tuple[int, bytes]]] = {}
+
+    def __repr__(self) -> str:
+        return f"<Simulator shops={sorted(self.shops)} tasks={len(self.tasks)}>"
+
+    # --- time ----------------------------------------------------------------------------
+
+    async def _sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        sleep = getattr(self.clock, "sleep", None)
+        if sleep is not None:
+            await sleep(seconds)
+        else:
+            await anyio.sleep(seconds)
+
+    # --- ASGI ----------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI request (HTTP only; lifespan events are acknowledged)."""
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            status, answer_headers, content = await self._handle(scope, headers, body)
+        except ConnectionDropped:
+            # Start an answer and break off in its middle: a server closes
+            # the connection, `SimulatorTransport` raises an httpx error.
+            start = [(b"content-type", b"application/json"), (b"content-length", b"512")]
+            await send({"type": "http.response.start", "status": 200, "headers": start})
+            await send({"type": "http.response.body", "body": b'{"status":', "more_body": True})
+            raise
+        await self._respond(send, status, answer_headers, content)
+
+    @staticmethod
+    async def _respond(send: Send, status: int, headers: dict[str, str], content: bytes) -> None:
+        raw = [(k.encode(), v.encode()) for k, v in headers.items()]
+        raw.append((b"content-length", str(len(content)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": raw})
+        await send({"type": "http.response.body", "body": content})
+
+    async def _handle(
+        self, scope: Scope, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        path: str = scope.get("raw_path", scope["path"].encode()).decode("latin-1").split("?")[0]
+        method: str = scope["method"]
+        if path.startswith(_CONTROL):
+            status, data = self._control(method, path[len(_CONTROL) :])
+            return status, {"content-type": "application/json"}, json.dumps(data).encode()
+        endpoint, route = self._route(method, path)
+        self.stats.requests[endpoint] += 1
+        status, answer_headers, content = await self._faulty(endpoint, route, scope, headers, body)
+        self.stats.statuses[status] += 1
+        return status, answer_headers, content
+
+    async def _faulty(
+        self,
+        endpoint: str,
+        route: tuple[str, ...],
+        scope: Scope,
+        headers: dict[str, str],
+        body: bytes,
+    ) -> tuple[int, dict[str, str], bytes]:
+        faults, rng = self.faults, self.rng
+        if faults.slow.fires(endpoint, rng):
+            await self._sleep(faults.slow.delay)
+        if faults.drop.fires(endpoint, rng):
+            raise ConnectionDropped(endpoint)
+        for fault, status in ((faults.throttle, 429), (faults.unavailable, 503)):
+            if fault.fires(endpoint, rng):
+                retry = {"retry-after": f"{fault.retry_after:g}", "content-type": "text/plain"}
+                return status, retry, b"Too Many Requests" if status == 429 else b"Unavailable"  # noqa: PLR2004
+        if faults.html_error.fires(endpoint, rng):
+            return 500, {"content-type": "text/html"}, _HTML_ERROR
+        status, data = await self._dispatch(endpoint, route, scope, headers, body)
+        content = data if isinstance(data, bytes) else json.dumps(data).encode()
+        if faults.truncate.fires(endpoint, rng):
+            content = content[: max(1, len(content) // 2)]
+        return status, {"content-type": "application/json"}, content
+
+    @staticmethod
+    def _route(method: str, path: str) -> tuple[str, tuple[str, ...]]:
+        """Name the endpoint and its route (kind, name) from the method and path."""
+        parts = [p for p in path.split("/") if p]
+        is_async = bool(parts) and parts[0] == "async"
+        if is_async:
+            parts = parts[1:]
+        prefix = "submit" if is_async else "sync"
+        if method == "GET" and is_async and len(parts) == 2 and parts[0] in ("status", "result"):  # noqa: PLR2004
+            return parts[0], (parts[0], parts[1])
+        if method == "POST" and len(parts) == 2 and parts[0] == "transactions":  # noqa: PLR2004
+            return prefix, ("transactions", parts[1])
+        if method == "POST" and parts == ["balance"]:
+            return prefix, ("balance", "")
+        if method == "GET" and len(parts) >= 2 and parts[-2] == "tracking_id":  # noqa: PLR2004
+            legacy = parts[0] != "v2"
+            kind = "tracking_id_legacy" if legacy else "tracking_id"
+            return (prefix if is_async else "query"), (kind, parts[-1])
+        if method == "GET" and len(parts) == 2 and parts[0] == "transactions":  # noqa: PLR2004
+            return (prefix if is_async else "query"), ("query", parts[1])
+        return "unknown_route", ()
+
+    # --- the gateway ---------------------------------------------------------------------
+
+    def _authenticate(self, headers: Mapping[str, str]) -> str | None:
+        credentials = _parse_auth(headers.get("authorization"))
+        if credentials is None:
+            return None
+        shop, secret = credentials
+        expected = self.shops.get(shop)
+        return shop if expected is not None and expected == secret else None
+
+    async def _dispatch(
+        self,
+        endpoint: str,
+        route: tuple[str, ...],
+        scope: Scope,
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> tuple[int, Any]:
+        api_version = 3 if headers.get("x-api-version", "").strip() == "3" else 2
+        if endpoint in ("status", "result"):
+            return self._poll(endpoint, route[1], self._base_url(scope, headers))
+        if not route:
+            return 404, {"message": "Not found"}
+        shop = self._authenticate(headers)
+        if shop is None:
+            unauthorized: dict[str, Any] = {"message": "Invalid shop_id/secret_key."}
+            if api_version == 3:  # noqa: PLR2004
+                unauthorized = {
+                    "code": "E.1021",
+                    "friendly_message": "Authorization error",
+                    **unauthorized,
+                }
+            return 401, unauthorized
+        request: Any = None
+        if scope["method"] == "POST":
+            try:
+                envelope = json.loads(body)
+            except (ValueError, UnicodeDecodeError):
+                return 400, self._error({"base": ["Invalid JSON"]}, "E.1026", api_version)
+            request = envelope.get("request") if isinstance(envelope, dict) else None
+        base_url = self._base_url(scope, headers)
+        key = headers.get("requestid")
+        call = _Call(shop, route, request, api_version, base_url, key)
+        if endpoint == "submit":
+            return self._submit(call)
+        return await self._sync(call)
+
+    @staticmethod
+    def _base_url(scope: Scope, headers: Mapping[str, str]) -> str:
+        host = headers.get("host")
+        if not host:
+            server = scope.get("server") or ("127.0.0.1", 80)
+            host = f"{server[0]}:{server[1]}"
+        return f"{scope.get('scheme', 'http')}://{host}"
+
+    def _error(self, errors: dict[str, Any], code: str, api_version: int) -> dict[str, Any]:
+        outcome = Outcome(
+            422,
+            error={"message": ". ".join(errors.get("base", [])), "errors": errors, "_code": code},
+        )
+        return self.ledger.render(outcome, api_version=api_version, base_url="")
+
+    def _operation(self, route: tuple[str, ...]) -> str:
+        kind, name = route
+        if kind == "transactions":
+            from ._ledger import CARD_OPERATIONS, CHILD_OPERATIONS, PAYOUT_OPERATIONS  # noqa: PLC0415
+
+            known = {**CARD_OPERATIONS, **CHILD_OPERATIONS, **PAYOUT_OPERATIONS}
+            return known.get(name, name)
+        if kind == "balance":
+            return "balance_query"
+        return _QUERY_OPERATIONS.get(kind, "tracking_id_query")
+
+    def _outcome(self, shop: str, route: tuple[str, ...], request: Any, base_url: str) -> Outcome:
+        kind, name = route
+        if kind == "tracking_id_legacy":
+            found = self.ledger.process(
+                shop, "tracking_id", name, None, now=self.clock(), base_url=base_url
+            )
+            records = found.records or []
+            if not records:
+                return Outcome(404, error={"message": "Record not found", "_code": "E.1004"})
+            return Outcome(record=records[0])
+        outcome = self.ledger.process(
+            shop, kind, name, request, now=self.clock(), base_url=base_url
+        )
+        if outcome.record is not None and kind == "transactions":
+            self.stats.transactions += 1
+        return outcome
+
+    def _replay(self, shop: str, key: str | None) -> str | tuple[int, bytes] | None:
+        if not key:
+            return None
+        seen = self._request_ids.get((shop, key))
+        if seen is None or self.clock() - seen[0] >= RETENTION:
+            return None
+        self.stats.replays += 1
+        return seen[1]
+
+    def _submit(self, call: _Call) -> tuple[int, Any]:
+        shop, route, request, api_version, base_url, key = attrs.astuple(call, recurse=False)
+        replayed = self._replay(shop, key)
+        if isinstance(replayed, str) and replayed in self.tasks:
+            task = self.tasks[replayed]
+            task.stats.submits += 1
+            return 200, self._ack(task.request_id, base_url)
+        now = self.clock()
+        operation = self._operation(route)
+        request_id = str(uuid.uuid4())
+        internal = self.faults.internal_error.fires("submit", self.rng)
+        outcome = (
+            Outcome(500, error=dict(SORRY))
+            if internal
+            else self._outcome(shop, route, request, base_url)
+        )
+        duration = pick(self.processing, operation).sample(self.rng, operation, request)
+        stats = JobStats(operation=operation, created_at=now, ready_at=now + duration)
+        self.tasks[request_id] = _Task(
+            request_id, shop, operation, outcome, api_version, stats, internal_error=internal
+        )
+        self.stats.jobs[request_id] = stats
+        if key:
+            self._request_ids[shop, key] = (now, request_id)
+        return 200, self._ack(request_id, base_url)
+
+    @staticmethod
+    def _ack(request_id: str, base_url: str) -> dict[str, Any]:
+        return {
+            "status": "processing",
+            "request_id": request_id,
+            "status_url": f"{base_url}/async/status/{request_id}",
+            "response_url": f"{base_url}/async/result/{request_id}",
+        }
+
+    async def _sync(self, call: _Call) -> tuple[int, Any]:
+        shop, route, request, api_version, base_url, key = attrs.astuple(call, recurse=False)
+        replayed = self._replay(shop, key)
+        if isinstance(replayed, tuple):
+            return replayed
+        operation = self._operation(route)
+        started = self.clock()
+        outcome = self._outcome(shop, route, request, base_url)
+        await self._sleep(pick(self.processing, operation).sample(self.rng, operation, request))
+        body = json.dumps(self.ledger.render(outcome, api_version=api_version, base_url=base_url))
+        answer = (outcome.status_code, body.encode())
+        if key and route[0] in ("transactions", "balance"):
+            self._request_ids[shop, key] = (started, answer)
+        return answer
+
+    def _poll(self, endpoint: str, request_id: str, base_url: str) -> tuple[int, Any]:
+        now = self.clock()
+        task = self.tasks.get(request_id)
+        unknown = 404, {"status": "unknown", "request_id": request_id}
+        if task is None:
+            return unknown
+        stats = task.stats
+        if endpoint == "status":
+            stats.status_polls += 1
+        else:
+            stats.result_polls += 1
+        if task.gone or now >= stats.created_at + RETENTION:
+            return unknown
+        if now < stats.ready_at:
+            status = 425 if self.faults.too_early.fires(endpoint, self.rng) else 200
+            return status, {"status": "processing", "request_id": request_id}
+        outcome = task.outcome
+        if endpoint == "status" and not task.internal_error:
+            return 200, {
+                "status": "completed",
+                "request_id": request_id,
+                "response_url": f"{base_url}/async/result/{request_id}",
+            }
+        if stats.served_at is None:
+            stats.served_at = now
+        if not outcome.ok:
+            task.gone = True  # a non-200 answer is served once
+        return outcome.status_code, self.ledger.render(
+            outcome, api_version=task.api_version, base_url=base_url
+        )
+
+    # --- control -------------------------------------------------------------------------
+
+    def _control(self, method: str, path: str) -> tuple[int, Any]:  # noqa: PLR0911 - a router
+        parts = [p for p in path.split("/") if p]
+        if method == "GET" and parts == ["stats"]:
+            return 200, self.stats.snapshot(self.faults)
+        if method == "GET" and parts == ["jobs"]:
+            fields = ("operation", "created_at", "ready_at", "served_at")
+            return 200, {
+                rid: {**{f: getattr(job, f) for f in fields}, "requests": job.requests}
+                for rid, job in self.stats.jobs.items()
+            }
+        if method == "GET" and len(parts) == 2 and parts[0] == "jobs":  # noqa: PLR2004
+            job = self.stats.jobs.get(parts[1])
+            if job is None:
+                return 404, {"message": "Record not found"}
+            return 200, {**attrs.asdict(job), "requests": job.requests}
+        if method == "POST" and len(parts) == 2 and parts[0] == "3ds":  # noqa: PLR2004
+            record = self.ledger.complete_three_d_secure(parts[1])
+            if record is None:
+                return 404, {"message": "No pending 3-D Secure transaction"}
+            return 200, {"uid": record.uid, "status": record.status}
+        return 404, {"message": "Not found"}
+
+    def complete_three_d_secure(self, uid: str) -> str | None:
+        """The customer passed 3-D Secure: give the transaction its final status (returned)."""
+        record = self.ledger.complete_three_d_secure(uid)
+        return record.status if record is not None else None

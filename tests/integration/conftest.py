@@ -1,0 +1,46 @@
+"""Fixtures for running the real client against the simulator."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+
+import begateway_async as bga
+from begateway_async.testing import DEMO_SHOPS, Simulator, SimulatorTransport, VirtualClock
+
+BASE = "https://gateway.simulator.test"
+SECRET = DEMO_SHOPS["361"]
+
+
+@pytest.fixture
+def clock() -> VirtualClock:
+    return VirtualClock()
+
+
+@pytest.fixture
+def simulator(clock: VirtualClock) -> Simulator:
+    """A simulator on the virtual clock; the bank takes 2 s for everything but queries."""
+    return Simulator(
+        clock=clock,
+        processing={"*": 2.0, "status_query": 0.0, "tracking_id_query": 0.0, "balance_query": 0.0},
+    )
+
+
+@pytest.fixture
+def connect(simulator: Simulator, clock: VirtualClock):
+    """Open a Gateway on the simulator, in process, on virtual time."""
+
+    @asynccontextmanager
+    async def factory(secret: str = SECRET, **options: Any) -> AsyncIterator[bga.Gateway]:
+        options.setdefault("rng", random.Random(5))
+        gateway = bga.Gateway(
+            BASE, 361, secret, transport=SimulatorTransport(simulator), clock=clock, **options
+        )
+        async with clock.autojump(), gateway:
+            yield gateway
+
+    return factory

@@ -1,0 +1,181 @@
+"""The client against the simulator under a real server on loopback, and the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+import begateway_async as bga
+from begateway_async.testing import DEMO_SHOPS, Fault, Faults, Fixed, Simulator, serve
+from begateway_async.testing._server import spawn
+
+pytestmark = pytest.mark.anyio
+
+SECRET = DEMO_SHOPS["361"]
+FAST = bga.PollPolicy(first_delay=0.05, max_delay=0.2)
+
+
+@pytest.fixture(scope="module")
+def loopback():
+    """One simulator served by uvicorn on 127.0.0.1 for this module's tests."""
+    simulator = Simulator(processing=Fixed(0.1))
+    with serve(simulator) as url:
+        yield simulator, url
+
+
+def card(number: str = "4200000000000000") -> bga.CreditCard:
+    return bga.CreditCard(number=number, exp_month=1, exp_year=2030)
+
+
+async def test_operations_over_loopback(loopback):
+    """Payments, refunds, authorizations and queries work over real sockets."""
+    _, url = loopback
+    tracking_id = f"lb-{uuid.uuid4()}"  # the simulator is shared by both backends' runs
+    fields = {
+        "currency": "USD",
+        "description": "x",
+        "credit_card": card(),
+        "duplicate_check": False,
+    }
+    async with bga.Gateway(url, 361, SECRET, poll=FAST) as gw:
+        paid = await gw.payment(bga.Payment(amount=901, tracking_id=tracking_id, **fields))
+        refund = await gw.refund(bga.Refund(parent_uid=paid.uid, amount=901, reason="r"))
+        held = await gw.authorization(bga.Authorization(amount=902, **fields))
+        voided = await gw.void(bga.Void(parent_uid=held.uid, amount=902))
+        found = await gw.transactions_by_tracking_id(tracking_id)
+    assert (paid.status, refund.status, voided.status) == ("successful",) * 3
+    assert [tx.uid for tx in found] == [paid.uid]
+    assert paid.receipt_url is not None
+    assert paid.receipt_url.startswith(url)
+
+
+async def test_drops_and_truncation_over_loopback(loopback):
+    """Dropped connections and truncated bodies from a real server are retried to the result."""
+    simulator, url = loopback
+    simulator.faults = Faults(
+        drop=Fault(script=[True, True], on={"result"}),
+        truncate=Fault(script=[True], on={"result"}),
+    )
+    try:
+        async with bga.Gateway(url, 361, SECRET, poll=FAST) as gw:
+            tx = await gw.payment(
+                bga.Payment(
+                    amount=903,
+                    currency="USD",
+                    description="x",
+                    credit_card=card(),
+                    duplicate_check=False,
+                )
+            )
+    finally:
+        counts = simulator.faults.counts()
+        simulator.faults = Faults()
+    assert tx.successful
+    assert counts["drop"] == 2
+    assert counts["truncate"] == 1
+
+
+async def test_stats_over_http(loopback):
+    """The counters are readable over HTTP."""
+    simulator, url = loopback
+    async with httpx.AsyncClient(base_url=url) as http:
+        stats = (await http.get("/_simulator/stats")).json()
+    assert stats["requests_total"] == sum(simulator.stats.requests.values())
+
+
+def _cli(
+    *arguments: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "begateway_async", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def spawned():
+    """``begateway-async simulate`` in its own process, stopped with SIGINT afterwards."""
+    with spawn(["--median", "0.05", "--p99", "0.2"]) as url:
+        yield url
+
+
+def test_batch_runner(spawned, tmp_path: Path):
+    """`run` answers every line once, reports bad lines by number, exits 1 on a failure."""
+    lines = [
+        {
+            "operation": "payment",
+            "amount": 1001,
+            "currency": "USD",
+            "description": "a",
+            "tracking_id": "b-1",
+            "credit_card": {"number": "4200000000000000", "exp_month": 1, "exp_year": 2030},
+        },
+        {
+            "operation": "payment",
+            "amount": 1002,
+            "currency": "USD",
+            "description": "b",
+            "credit_card": {"number": "4005550000000019", "exp_month": 1, "exp_year": 2030},
+        },
+        "not json",
+        {"operation": "refund", "parent_uid": "missing", "amount": 5, "reason": "x"},
+        {"operation": "teleport"},
+        {"operation": "balance_query", "currency": "USD"},
+    ]
+    source = tmp_path / "jobs.jsonl"
+    source.write_text("\n".join(x if isinstance(x, str) else json.dumps(x) for x in lines) + "\n\n")
+    out = tmp_path / "results.jsonl"
+    env = {"BEGATEWAY_URL": spawned, "BEGATEWAY_SHOP_ID": "361", "BEGATEWAY_SECRET_KEY": SECRET}
+    done = _cli("run", str(source), "--out", str(out), "--concurrency", "4", env=env)
+    assert done.returncode == 1, done.stderr
+    results = {r["line"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert sorted(results) == [1, 2, 3, 4, 5, 6]
+    assert (results[1]["ok"], results[1]["status"]) == (True, "successful")
+    assert (results[2]["ok"], results[2]["status"]) == (False, "failed")
+    assert results[3]["error"] == "InvalidRequest"
+    assert (results[4]["error"], results[4]["status_code"]) == ("JobFailed", 422)
+    assert results[5]["error"] == "InvalidRequest"
+    assert results[6]["ok"]
+    assert "line 3:" in done.stderr
+    assert "line 5:" in done.stderr
+    assert SECRET not in done.stderr + done.stdout + out.read_text()
+    again = _cli("run", str(source), "--out", str(out), env=env)
+    assert again.returncode == 2
+    assert "exists" in again.stderr
+
+
+def test_batch_runner_needs_credentials(tmp_path: Path):
+    """Without a gateway URL, shop id or secret the runner says which, and exits 2."""
+    source = tmp_path / "jobs.jsonl"
+    source.write_text("{}\n")
+    env = {"BEGATEWAY_URL": "", "BEGATEWAY_SHOP_ID": "", "BEGATEWAY_SECRET_KEY": ""}
+    done = _cli("run", str(source), "--out", str(tmp_path / "o.jsonl"), env=env)
+    assert done.returncode == 2
+    assert "BEGATEWAY_URL" in done.stderr
+
+
+def test_demo_smoke():
+    """The demo runs a small mix end to end and prints its summary table."""
+    done = _cli("demo", "--flows", "40", "--median", "0.05", "--p99", "0.3")
+    assert done.returncode == 0, done.stderr
+    assert "HTTP requests per job" in done.stdout
+    assert "authorization + capture" in done.stdout
+
+
+async def test_simulate_command_serves(spawned):
+    """`simulate` serves the gateway: an unauthenticated submit gets the documented 401."""
+    async with httpx.AsyncClient(base_url=spawned) as http:
+        answer = await http.post("/async/transactions/payments", json={"request": {}})
+    assert answer.status_code == 401
+    assert answer.json() == {"message": "Invalid shop_id/secret_key."}
