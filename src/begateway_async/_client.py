@@ -37,21 +37,9 @@ from ._errors import (
     UnsafeURL,
 )
 from ._jobs import Job, read_token
-from ._models import Balance, Transaction
+from ._operations import Operations
 from ._requests import (
-    Authorization,
-    BalanceQuery,
-    Capture,
-    Chargeback,
-    Checkup,
-    Payment,
-    Payout,
-    Refund,
     Request,
-    StatusQuery,
-    Tokenization,
-    TrackingIdQuery,
-    Void,
 )
 from ._scheduler import Scheduler
 from ._serde import parse_result, request_body
@@ -79,7 +67,7 @@ def _request_id_header(key: object) -> str:
     return key
 
 
-class Gateway:
+class Gateway(Operations):
     """A client of one beGateway-platform card gateway, in asynchronous mode.
 
     Use it as an async context manager: entering opens the connection pool
@@ -580,69 +568,3 @@ class Gateway:
             for job in pending:
                 job._remove_done_callback(send.send_nowait)  # noqa: SLF001
             send.close()
-
-    # --- submit and wait -----------------------------------------------------------------
-
-    async def run(self, request: Request[T], *, timeout: float | None = None) -> T:
-        """Submit ``request`` and wait for its result (see `submit` and `Job.result`)."""
-        job = await self.submit(request)
-        return await job.result(timeout)
-
-    async def _run_as(self, cls: type[Request[T]], request: Request[T], timeout: float | None) -> T:
-        if not isinstance(request, cls):
-            raise InvalidRequest("request", f"must be a {cls.__name__}")
-        return await self.run(request, timeout=timeout)
-
-    async def payment(self, request: Payment, *, timeout: float | None = None) -> Transaction:
-        """Submit a `Payment` and wait for its transaction."""
-        return await self._run_as(Payment, request, timeout)
-
-    async def authorization(
-        self, request: Authorization, *, timeout: float | None = None
-    ) -> Transaction:
-        """Submit an `Authorization` and wait for its transaction."""
-        return await self._run_as(Authorization, request, timeout)
-
-    async def tokenization(
-        self, request: Tokenization, *, timeout: float | None = None
-    ) -> Transaction:
-        """Submit a `Tokenization` and wait for its transaction (``card.token``)."""
-        return await self._run_as(Tokenization, request, timeout)
-
-    async def capture(self, request: Capture, *, timeout: float | None = None) -> Transaction:
-        """Submit a `Capture` and wait for its transaction."""
-        return await self._run_as(Capture, request, timeout)
-
-    async def void(self, request: Void, *, timeout: float | None = None) -> Transaction:
-        """Submit a `Void` and wait for its transaction."""
-        return await self._run_as(Void, request, timeout)
-
-    async def refund(self, request: Refund, *, timeout: float | None = None) -> Transaction:
-        """Submit a `Refund` and wait for its transaction."""
-        return await self._run_as(Refund, request, timeout)
-
-    async def payout(self, request: Payout, *, timeout: float | None = None) -> Transaction:
-        """Submit a `Payout` and wait for its transaction."""
-        return await self._run_as(Payout, request, timeout)
-
-    async def chargeback(self, request: Chargeback, *, timeout: float | None = None) -> Transaction:
-        """Submit a `Chargeback` and wait for its transaction."""
-        return await self._run_as(Chargeback, request, timeout)
-
-    async def checkup(self, request: Checkup, *, timeout: float | None = None) -> Transaction:
-        """Submit a `Checkup` and wait for its transaction."""
-        return await self._run_as(Checkup, request, timeout)
-
-    async def transaction(self, uid: str, *, timeout: float | None = None) -> Transaction:
-        """Query one transaction's current state by ``uid``."""
-        return await self.run(StatusQuery(uid=uid), timeout=timeout)
-
-    async def transactions_by_tracking_id(
-        self, tracking_id: str, *, timeout: float | None = None
-    ) -> list[Transaction]:
-        """Return the transactions carrying ``tracking_id`` (at most 10, newest first)."""
-        return await self.run(TrackingIdQuery(tracking_id=tracking_id), timeout=timeout)
-
-    async def balance(self, request: BalanceQuery, *, timeout: float | None = None) -> Balance:
-        """Submit a `BalanceQuery` and wait for the balance."""
-        return await self._run_as(BalanceQuery, request, timeout)

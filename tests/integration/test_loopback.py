@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -179,3 +180,29 @@ async def test_simulate_command_serves(spawned):
         answer = await http.post("/async/transactions/payments", json={"request": {}})
     assert answer.status_code == 401
     assert answer.json() == {"message": "Invalid shop_id/secret_key."}
+
+
+def test_simulate_stops_cleanly_on_ctrl_c():
+    """`simulate` prints where it listens, serves, and exits 0 on SIGINT."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "begateway_async", "simulate", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("begateway-async simulator listening on http://127.0.0.1:")
+        url = line.rsplit(" ", 1)[1].strip()
+        assert httpx.get(f"{url}/_simulator/stats", timeout=10).status_code == 200
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
