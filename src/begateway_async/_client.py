@@ -14,6 +14,7 @@ import anyio.abc
 import httpx
 
 from . import _protocol as p
+from ._cadence import Cadence
 from ._clock import SchedulingClock, Timebase
 from ._config import (
     RESULT_RETENTION,
@@ -145,6 +146,7 @@ class Gateway(Operations):
         self._http: httpx.AsyncClient | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._submits = anyio.CapacityLimiter(self.limits.concurrent_submits)
+        self._cadence = Cadence(self.poll.lag_weight) if self.poll.adaptive else None
         self._scheduler: Scheduler[Job[Any]] = Scheduler(
             self._timebase, self._poll, cap=self.limits.polls_per_host
         )
@@ -366,7 +368,7 @@ class Gateway(Operations):
         if existing is not None:  # the same RequestID answered twice: one job
             return existing
         first_url = status_url if self.poll.status_first and not ack.completed else response_url
-        first_delay = 0.0 if ack.completed else self.poll.delay(0, self._rng)
+        first_delay = 0.0 if ack.completed else self._delay(job, None)
         self._track(job, first_url, first_delay)
         return job
 
@@ -443,6 +445,7 @@ class Gateway(Operations):
         request_id, tracking_id = job.request_id, job.tracking_id
         now = self._timebase.monotonic()
         delay: float | None = None
+        self._learn(job, outcome)
         if isinstance(outcome, p.Done):
             try:
                 value = parse_result(job._kind, outcome.body, request_id=job.request_id)  # noqa: SLF001
@@ -496,10 +499,29 @@ class Gateway(Operations):
         if delay is not None and job.polling:
             self._scheduler.schedule(self._origin, now + delay, job)
 
+    def _learn(self, job: Job[Any], outcome: p.PollOutcome) -> None:
+        """Tell the cadence what this answer says about the task's processing time."""
+        if self._cadence is None:
+            return
+        elapsed = self._timebase.time() - job.created_at
+        if isinstance(outcome, p.Processing):
+            job._running_at = elapsed  # noqa: SLF001
+        elif isinstance(outcome, p.Completed | p.Done | p.Failed) and job._running_at >= 0:  # noqa: SLF001
+            self._cadence.observe(job.operation, job._running_at, elapsed)  # noqa: SLF001
+            job._running_at = -1.0  # noqa: SLF001 - observed once
+
     def _delay(self, job: Job[Any], retry_after: float | None) -> float:
+        """Seconds until the job's next poll: Retry-After, the learnt plan, or the backoff."""
+        policy = self.poll
         if retry_after is not None:
-            return min(retry_after, self.poll.max_retry_after)
-        return self.poll.delay(job.polls, self._rng)
+            return min(retry_after, policy.max_retry_after)
+        if self._cadence is not None:
+            elapsed = self._timebase.time() - job.created_at
+            offset = self._cadence.next_offset(job.operation, elapsed)
+            if offset is not None:
+                gap = min(max(offset - elapsed, self._cadence.min_gap), policy.max_delay)
+                return gap * (1.0 + policy.jitter / 4 * (2.0 * self._rng.random() - 1.0))
+        return policy.delay(job.polls, self._rng)
 
     @staticmethod
     def _unknown(job: Job[Any], *, expired: bool) -> GatewayError:
@@ -546,6 +568,7 @@ class Gateway(Operations):
             created_at=float(data["created_at"]),
             idempotency_key=data.get("idempotency_key"),
         )
+        job._running_at = -1.0  # noqa: SLF001 - its start was not seen here: teaches nothing
         first = job.status_url if self.poll.status_first else job.response_url
         self._track(job, first, 0.0)
         return job

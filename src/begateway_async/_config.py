@@ -82,14 +82,24 @@ class PollPolicy:
             ``response_url`` (two requests at the end instead of one). By
             default ``response_url`` is polled directly: it answers
             ``processing`` the same way and carries the result in the final poll.
+        adaptive: learn how long each operation takes at this gateway and,
+            once 30 completions were seen, poll on the plan that is optimal
+            for that distribution (see `lag_weight`) instead of the backoff
+            above, which then covers only the start and the long tail.
+        lag_weight: for the adaptive plan, what a delay of one median
+            processing time in noticing a result is worth in polls. Higher
+            polls more and notices sooner: 4 spends about 3.5 requests per job
+            for a lag p50 near 0.4 medians (lognormal times, sigma 1).
     """
 
-    first_delay: float = attrs.field(default=0.5, validator=_positive)
-    factor: float = attrs.field(default=1.6, validator=_positive)
+    first_delay: float = attrs.field(default=0.6, validator=_positive)
+    factor: float = attrs.field(default=1.35, validator=_positive)
     max_delay: float = attrs.field(default=30.0, validator=_positive)
     jitter: float = attrs.field(default=0.1, validator=_non_negative)
     max_retry_after: float = attrs.field(default=300.0, validator=_positive)
     status_first: bool = False
+    adaptive: bool = True
+    lag_weight: float = attrs.field(default=4.0, validator=_positive)
 
     def __attrs_post_init__(self) -> None:
         if self.factor < 1:

@@ -63,6 +63,7 @@ class Job(Generic[T]):
         "_kind",
         "_lost_reply",
         "_next_url",
+        "_running_at",
         "_state",
         "_value",
         "created_at",
@@ -104,6 +105,7 @@ class Job(Generic[T]):
         self._event: anyio.Event | None = None
         self._callbacks: list[Callable[[Job[T]], object]] | None = None
         self._lost_reply = False
+        self._running_at = 0.0  # seconds after creation it was last seen running
         self.polls = 0
         self.last_error: str | None = None
 

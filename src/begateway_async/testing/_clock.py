@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -68,6 +69,9 @@ class VirtualClock:
         """
         if deadline <= self._now:
             await anyio.lowlevel.checkpoint()
+            return
+        if math.isinf(deadline):  # no deadline: nothing for time to jump to
+            await event.wait()
             return
         timer = _Timer(deadline, event)
         heapq.heappush(self._timers, (deadline, next(self._seq), timer))
