@@ -53,11 +53,13 @@ class Recorder:
 
 
 async def run_until_fired(clock, scheduler, recorder, expected):
+    """Run the scheduler until ``expected`` polls fired, or 10 000 virtual seconds passed."""
     recorder.expected = expected
     async with clock.autojump(), anyio.create_task_group() as tg:
         tg.start_soon(scheduler.run)
-        await recorder.all_fired.wait()
+        await clock.wait(recorder.all_fired, 10_000.0)  # a stuck loop fails, never hangs
         tg.cancel_scope.cancel()
+    assert recorder.count == expected
 
 
 async def test_thousands_of_jobs_on_two_hosts():
@@ -192,3 +194,16 @@ async def test_a_failing_poll_does_not_stop_the_others(caplog):
         tg.cancel_scope.cancel()
     assert fired == {"bad": 1, "good": 2}
     assert "poll failed unexpectedly" in caplog.text
+
+
+async def test_a_freed_slot_wakes_the_loop_for_a_later_head():
+    """With the cap full, a poll due later than now still fires on time once a slot frees."""
+    clock = VirtualClock()
+    recorder = Recorder(clock, duration=1.0)
+    scheduler: Scheduler[Item] = Scheduler(Timebase(clock), recorder, cap=2)
+    busy = [Item("a", 0.0), Item("a", 0.0)]
+    later = Item("a", 5.0)
+    for item in [*busy, later]:
+        scheduler.schedule("a", item.due, item)
+    await run_until_fired(clock, scheduler, recorder, 3)
+    assert later.fired == [5.0]

@@ -14,12 +14,13 @@ policy decides.
 from __future__ import annotations
 
 import bisect
+import collections
 import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Final
 
-__all__ = ["Cadence", "lognormal_cdf", "plan"]
+__all__ = ["Cadence", "fit_lognormal", "lognormal_cdf", "plan", "policy"]
 
 #: Grid of the plan, in multiples of the median: from 1/50 to 60 medians.
 _GRID_LOW: Final = 0.02
@@ -40,21 +41,26 @@ def lognormal_cdf(t: float, mu: float, sigma: float) -> float:
     return 0.5 * (1.0 + math.erf((math.log(t) - mu) / (sigma * math.sqrt(2.0))))
 
 
-def plan(
+def policy(
     cdf: Callable[[float], float],
     weight: float,
     *,
     low: float = _GRID_LOW,
     high: float = _GRID_HIGH,
     points: int = _GRID_POINTS,
-) -> list[float]:
-    """The poll offsets minimising ``E[polls] + weight * E[lag]`` for processing-time ``cdf``.
+) -> tuple[list[float], list[float]]:
+    """The optimal next poll for a task seen running at any time, for processing-time ``cdf``.
 
-    Offsets are chosen on a geometric grid between ``low`` and ``high``
-    (in the units of ``cdf``); after the last one, the caller polls at its
-    backoff cap. Backward induction: ``J(s)`` is the expected cost still to
-    pay when the task was seen running at ``s``, and the next poll ``u``
-    minimises ``1 + (weight * E[(u - T); s < T <= u] + P(T > u) * J(u)) / P(T > s)``.
+    Minimises ``E[polls] + weight * E[lag]`` on a geometric grid between
+    ``low`` and ``high`` (in the units of ``cdf``). Backward induction:
+    ``J(s)`` is the expected cost still to pay when the task was seen running
+    at ``s``, and the next poll ``u`` minimises
+    ``1 + (weight * E[(u - T); s < T <= u] + P(T > u) * J(u)) / P(T > s)``.
+
+    Returns:
+        ``(grid, after)``: for a task last seen running at ``s`` with
+        ``grid[i] <= s < grid[i + 1]``, poll next at ``after[i]`` (``inf``
+        past the end of the grid, where the caller's backoff cap takes over).
     """
     ratio = (high / low) ** (1.0 / (points - 1))
     grid = [0.0] + [low * ratio**i for i in range(points)]
@@ -66,54 +72,100 @@ def plan(
         cell = cumulative[i] - cumulative[i - 1]
         partial[i] = partial[i - 1] + cell * (grid[i] + grid[i - 1]) / 2
     cost = [0.0] * n
-    after = list(range(1, n + 1))
+    after = [math.inf] * n
     cost[-1] = 1.0 + weight * (grid[-1] - grid[-2]) / 2
     for i in range(n - 2, -1, -1):
         survive = 1.0 - cumulative[i]
-        if survive <= 1e-12:  # noqa: PLR2004 - nothing is left running
-            continue
         best, best_j = math.inf, i + 1
-        for j in range(i + 1, n):
-            lag = grid[j] * (cumulative[j] - cumulative[i]) - (partial[j] - partial[i])
-            value = 1.0 + (weight * lag + (1.0 - cumulative[j]) * cost[j]) / survive
-            if value < best:
-                best, best_j = value, j
-        cost[i], after[i] = best, best_j
+        if survive > 1e-12:  # noqa: PLR2004 - else nothing is left running
+            for j in range(i + 1, n):
+                lag = grid[j] * (cumulative[j] - cumulative[i]) - (partial[j] - partial[i])
+                value = 1.0 + (weight * lag + (1.0 - cumulative[j]) * cost[j]) / survive
+                if value < best:
+                    best, best_j = value, j
+            cost[i] = best
+        after[i] = grid[best_j]
+    return grid, after
+
+
+def plan(cdf: Callable[[float], float], weight: float) -> list[float]:
+    """The optimal poll offsets from a task's creation: `policy` followed from 0."""
+    grid, after = policy(cdf, weight)
     offsets: list[float] = []
-    i = 0
-    while after[i] < n:
-        i = after[i]
-        offsets.append(grid[i])
+    here = 0.0
+    while math.isfinite(here):
+        here = after[bisect.bisect_right(grid, here) - 1]
+        if math.isfinite(here):
+            offsets.append(here)
+        if len(offsets) > len(grid):  # pragma: no cover - after[] always moves forward
+            break
     return offsets
 
 
 @functools.lru_cache(maxsize=256)
-def _standard_plan(sigma: float, weight: float) -> tuple[float, ...]:
-    """The plan for a lognormal of median 1 (cached by rounded sigma and weight)."""
-    return tuple(plan(lambda t: lognormal_cdf(t, 0.0, sigma), weight))
+def _standard_policy(sigma: float, weight: float) -> tuple[list[float], list[float]]:
+    """The policy for a lognormal of median 1 (cached by rounded sigma and weight)."""
+    return policy(lambda t: lognormal_cdf(t, 0.0, sigma), weight)
+
+
+def fit_lognormal(
+    completed: Sequence[float], running: Sequence[float], running_weight: float = 1.0
+) -> tuple[float, float]:
+    """Fit a lognormal to completion times, counting the tasks still running.
+
+    Without the running ones, a burst of submits is judged by its fastest
+    tasks (they finish first) and the fit comes out far too short. This is
+    maximum likelihood with right censoring, by expectation-maximisation:
+    each running task contributes the expected ``log T`` given ``T > c``,
+    where ``c`` is how long it has been seen running.
+
+    Args:
+        completed: log completion times.
+        running: log of how long each still-running task has run.
+        running_weight: how many tasks each entry of ``running`` stands for.
+
+    Returns:
+        ``(mu, sigma)`` of ``log T``.
+    """
+    n = len(completed) + running_weight * len(running)
+    total = sum(completed)
+    squares = sum(x * x for x in completed)
+    mu = total / len(completed)
+    sigma = max(math.sqrt(max(squares / len(completed) - mu * mu, 0.0)), 0.05)
+    for _ in range(25):
+        first, second = total, squares
+        for c in running:
+            a = (c - mu) / sigma
+            tail = 0.5 * math.erfc(a / math.sqrt(2.0))
+            density = math.exp(-0.5 * a * a) / math.sqrt(2.0 * math.pi)
+            hazard = density / tail if tail > 1e-300 else a  # noqa: PLR2004 - far in the tail
+            first += running_weight * (mu + sigma * hazard)
+            second += running_weight * (mu * mu + sigma * sigma + sigma * (c + mu) * hazard)
+        new_mu = first / n
+        new_sigma = max(math.sqrt(max(second / n - new_mu * new_mu, 0.0)), 0.05)
+        converged = abs(new_mu - mu) < 1e-4 and abs(new_sigma - sigma) < 1e-4  # noqa: PLR2004
+        mu, sigma = new_mu, new_sigma
+        if converged or not running:
+            break
+    return mu, sigma
 
 
 class _Fit:
-    """A running lognormal fit of completion times, with a fading memory."""
+    """The recent completions of one operation and the plan fitted to them."""
 
-    __slots__ = ("count", "mean", "offsets", "refit_at", "square")
+    __slots__ = ("after", "completed", "count", "grid", "median", "refit_at")
 
     def __init__(self) -> None:
+        self.completed: collections.deque[float] = collections.deque(maxlen=MEMORY)
         self.count = 0
-        self.mean = 0.0
-        self.square = 0.0
-        self.offsets: Sequence[float] = ()
+        self.median = 0.0
+        self.grid: Sequence[float] = ()
+        self.after: Sequence[float] = ()
         self.refit_at = MIN_SAMPLES
 
-    def add(self, log_time: float) -> None:
-        self.count += 1
-        alpha = 1.0 / min(self.count, MEMORY)
-        self.mean += alpha * (log_time - self.mean)
-        self.square += alpha * (log_time * log_time - self.square)
 
-    @property
-    def sigma(self) -> float:
-        return math.sqrt(max(0.0, self.square - self.mean * self.mean))
+#: The most still-running tasks a refit looks at (a stride sample beyond that).
+_RUNNING_SAMPLE: Final = 2000
 
 
 class Cadence:
@@ -123,12 +175,21 @@ class Cadence:
         lag_weight: what one median of detection lag is worth in polls; higher
             polls more often (``4`` gives about 3.5 requests per job at a lag
             p50 of about 0.4 medians on lognormal times with sigma 1).
+        running: for an operation, how long (seconds) each of its tasks still
+            running has been seen running; the fit needs them (see `fit_lognormal`).
         min_gap: the shortest gap between two polls of one job, in seconds.
     """
 
-    def __init__(self, lag_weight: float = 4.0, *, min_gap: float = 0.05) -> None:
+    def __init__(
+        self,
+        lag_weight: float = 4.0,
+        *,
+        running: Callable[[str], Sequence[float]] = lambda _: (),
+        min_gap: float = 0.05,
+    ) -> None:
         self.lag_weight = lag_weight
         self.min_gap = min_gap
+        self._running = running
         self._fits: dict[str, _Fit] = {}
 
     def observe(self, key: str, lower: float, upper: float) -> None:
@@ -139,25 +200,48 @@ class Cadence:
         fit = self._fits.get(key)
         if fit is None:
             fit = self._fits[key] = _Fit()
-        fit.add(math.log(max(middle, 1e-3)))
+        fit.completed.append(math.log(max(middle, 1e-3)))
+        fit.count += 1
         if fit.count >= fit.refit_at:
             fit.refit_at = min(fit.count * 2, fit.count + 1000)
-            sigma = round(min(max(fit.sigma, 0.05), 3.0), 2)
-            median = math.exp(fit.mean)
-            fit.offsets = [median * x for x in _standard_plan(sigma, self.lag_weight)]
+            self._refit(key, fit)
+
+    def _refit(self, key: str, fit: _Fit) -> None:
+        running = [math.log(t) for t in self._running(key) if t > 0]
+        if not fit.grid and len(running) > 3 * len(fit.completed):
+            # Early in a burst only the fastest quarter has finished: too little
+            # of the distribution to plan on yet. Look again a little later.
+            fit.refit_at = fit.count + max(10, fit.count // 4)
+            return
+        weight = 1.0
+        if len(running) > _RUNNING_SAMPLE:
+            stride = len(running) / _RUNNING_SAMPLE
+            running = [running[int(i * stride)] for i in range(_RUNNING_SAMPLE)]
+            weight = stride
+        mu, sigma = fit_lognormal(list(fit.completed), running, weight)
+        if not (math.isfinite(mu) and math.isfinite(sigma) and abs(mu) < 50):  # noqa: PLR2004
+            return  # nothing sensible to plan on: keep the previous plan
+        rounded = round(min(max(sigma, 0.05), 3.0) * 20) / 20
+        fit.grid, fit.after = _standard_policy(rounded, self.lag_weight)
+        fit.median = math.exp(mu)
 
     def next_offset(self, key: str, elapsed: float) -> float | None:
-        """The next planned poll offset after ``elapsed`` seconds, or None while still learning."""
+        """When to poll a task of ``key`` last seen running ``elapsed`` seconds after creation.
+
+        Returns:
+            Seconds after creation, at least `min_gap` after ``elapsed``; None
+            while still learning, or past the plan (the backoff cap then decides).
+        """
         fit = self._fits.get(key)
-        if fit is None or not fit.offsets:
+        if fit is None or not fit.grid:
             return None
-        offsets = fit.offsets
-        index = bisect.bisect_right(offsets, elapsed + self.min_gap)
-        if index >= len(offsets):
-            return None  # past the plan: the backoff cap takes over
-        return offsets[index]
+        scaled = max(elapsed, 0.0) / fit.median
+        following = fit.after[bisect.bisect_right(fit.grid, scaled) - 1]
+        if not math.isfinite(following):
+            return None
+        return max(following * fit.median, elapsed + self.min_gap)
 
     def median(self, key: str) -> float | None:
         """The fitted median processing time of ``key``, once learnt."""
         fit = self._fits.get(key)
-        return math.exp(fit.mean) if fit is not None and fit.offsets else None
+        return fit.median if fit is not None and fit.grid else None

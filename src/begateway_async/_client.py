@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import logging
+import math
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -44,7 +46,7 @@ from ._requests import (
 )
 from ._scheduler import Scheduler
 from ._serde import parse_result, request_body
-from ._transports import HttpChoice, choose_transport
+from ._transports import HttpChoice, HttpCore, choose_transport
 from ._version import __version__
 
 __all__ = ["Gateway"]
@@ -152,10 +154,12 @@ class Gateway(Operations):
         self._origin = origin_of(self.base_url)
         self._jobs: dict[str, Job[Any]] = {}
         self._idle = anyio.Event()
-        self._http: httpx.AsyncClient | None = None
+        self._http: HttpCore | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._submits = anyio.CapacityLimiter(self.limits.concurrent_submits)
-        self._cadence = Cadence(self.poll.lag_weight) if self.poll.adaptive else None
+        self._cadence = (
+            Cadence(self.poll.lag_weight, running=self._running_for) if self.poll.adaptive else None
+        )
         self._scheduler: Scheduler[Job[Any]] = Scheduler(
             self._timebase, self._poll, cap=self.limits.polls_per_host
         )
@@ -169,22 +173,27 @@ class Gateway(Operations):
         if self._tg is not None:
             raise RuntimeError("this Gateway is already open")
         t = self.timeouts
-        headers = {"Accept": "application/json", "User-Agent": f"begateway-async/{__version__}"}
+        credentials = base64.b64encode(f"{self.shop_id}:{self._secret}".encode()).decode()
+        headers = [
+            (b"Accept", b"application/json"),
+            (b"User-Agent", f"begateway-async/{__version__}".encode()),
+            (b"Authorization", f"Basic {credentials}".encode()),
+        ]
         if self.api_version is not None:
-            headers["X-API-Version"] = str(self.api_version)
+            headers.append((b"X-API-Version", str(self.api_version).encode()))
         limits = httpx.Limits(
             max_connections=self.limits.max_connections,
             max_keepalive_connections=self.limits.max_connections,
         )
-        transport = self._transport or choose_transport(self.http, limits)
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            auth=httpx.BasicAuth(self.shop_id, self._secret),
-            headers=headers,
-            timeout=httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool),
-            limits=limits,
-            transport=transport,
-            follow_redirects=False,
+        transport = (
+            self._transport
+            or choose_transport(self.http, limits)
+            or httpx.AsyncHTTPTransport(limits=limits)
+        )
+        self._http = HttpCore(
+            transport,
+            headers,
+            httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool),
         )
         tg = anyio.create_task_group()
         await tg.__aenter__()
@@ -222,7 +231,7 @@ class Gateway(Operations):
                         await self._http.aclose()
         return None
 
-    def _client(self) -> httpx.AsyncClient:
+    def _client(self) -> HttpCore:
         if self._http is None or self._tg is None:
             raise RuntimeError("use the Gateway as `async with Gateway(...) as gw:` first")
         return self._http
@@ -263,11 +272,13 @@ class Gateway(Operations):
             raise InvalidRequest("request", f"must be an operation, not {type(request).__name__}")
         idempotency_key = _request_id_header(idempotency_key)
         client = self._client()
-        headers = {"RequestID": idempotency_key, **request._headers}  # noqa: SLF001
+        headers = [(b"RequestID", idempotency_key.encode())]
+        headers += [(k.encode(), v.encode()) for k, v in request._headers.items()]  # noqa: SLF001
         body = request_body(request)
         if body is not None:
-            headers["Content-Type"] = "application/json"
-        method, url = request._method, "/async" + request.path()  # noqa: SLF001
+            headers.append((b"Content-Type", b"application/json"))
+        method = request._method  # noqa: SLF001
+        url = httpx.URL(self.base_url + "/async" + request.path())
         created_at = self._timebase.time()
         attempts = self.limits.submit_attempts
         uncertain = False  # whether any attempt may have reached the gateway
@@ -304,11 +315,11 @@ class Gateway(Operations):
 
     async def _send_submit(
         self,
-        client: httpx.AsyncClient,
+        client: HttpCore,
         method: str,
-        url: str,
+        url: httpx.URL,
         body: bytes | None,
-        headers: dict[str, str],
+        headers: list[tuple[bytes, bytes]],
     ) -> tuple[p.SubmitOutcome, httpx.Response | None, bool]:
         """Send one submit attempt.
 
@@ -401,7 +412,7 @@ class Gateway(Operations):
         return job
 
     def _track(self, job: Job[Any], url: str, delay: float) -> None:
-        job._next_url = url  # noqa: SLF001
+        job._next_url = httpx.URL(url)  # noqa: SLF001
         if not self._jobs:
             self._idle = anyio.Event()
         self._jobs[job.request_id] = job
@@ -421,7 +432,7 @@ class Gateway(Operations):
             return
         job.polls += 1
         try:
-            answer = await self._client().get(job._next_url)  # noqa: SLF001
+            answer = await self._client().request("GET", job._next_url)  # noqa: SLF001
         except httpx.HTTPError as exc:
             outcome: p.PollOutcome = p.Transient(
                 _describe(exc), maybe_consumed=not isinstance(exc, _NOT_SENT)
@@ -493,7 +504,7 @@ class Gateway(Operations):
                 )
                 job._resolve(error=unsafe)  # noqa: SLF001
                 return
-            job._next_url = resolved  # noqa: SLF001
+            job._next_url = httpx.URL(resolved)  # noqa: SLF001
             delay = 0.0
         elif isinstance(outcome, p.Throttled):
             delay = self._delay(job, outcome.retry_after)
@@ -509,6 +520,14 @@ class Gateway(Operations):
             delay = self._delay(job, outcome.retry_after)
         if delay is not None and job.polling:
             self._scheduler.schedule(self._origin, now + delay, job)
+
+    def _running_for(self, operation: str) -> list[float]:
+        """How long each pending job of ``operation`` has been seen running (for the cadence)."""
+        return [
+            job._running_at  # noqa: SLF001
+            for job in self._jobs.values()
+            if job.operation == operation and job._running_at > 0  # noqa: SLF001
+        ]
 
     def _learn(self, job: Job[Any], outcome: p.PollOutcome) -> None:
         """Tell the cadence what this answer says about the task's processing time."""
@@ -529,7 +548,7 @@ class Gateway(Operations):
         if self._cadence is not None:
             elapsed = self._timebase.time() - job.created_at
             offset = self._cadence.next_offset(job.operation, elapsed)
-            if offset is not None:
+            if offset is not None and math.isfinite(offset):
                 gap = min(max(offset - elapsed, self._cadence.min_gap), policy.max_delay)
                 return gap * (1.0 + policy.jitter / 4 * (2.0 * self._rng.random() - 1.0))
         return policy.delay(job.polls, self._rng)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 import anyio
+import httpx
 
 from ._errors import InvalidRequest, JobAbandoned, JobTimeout
 from ._requests import ResultKind, result_kind
@@ -98,7 +99,7 @@ class Job(Generic[T]):
         self.created_at = created_at
         self.idempotency_key = idempotency_key
         self._kind: ResultKind = result_kind(operation)
-        self._next_url = response_url
+        self._next_url = httpx.URL(response_url) if response_url else httpx.URL()
         self._state = JobState.PENDING
         self._value: Any = None
         self._error: BaseException | None = None
@@ -149,6 +150,18 @@ class Job(Generic[T]):
             callback(self)
         self._gateway._forget(self)  # noqa: SLF001 - the Gateway owns its jobs
         return True
+
+    def add_done_callback(self, callback: Callable[[Job[T]], object]) -> None:
+        """Call ``callback(job)`` once the job ends (at once if it already has).
+
+        The callback runs in the scheduler's task, right when the result or
+        error is known: keep it short and never let it raise.
+        """
+        self._add_done_callback(callback)
+
+    def remove_done_callback(self, callback: Callable[[Job[T]], object]) -> None:
+        """Forget a callback given to `add_done_callback` (no error if it is not there)."""
+        self._remove_done_callback(callback)
 
     def _add_done_callback(self, callback: Callable[[Job[T]], object]) -> None:
         if self.done():

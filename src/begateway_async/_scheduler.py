@@ -129,5 +129,7 @@ class Scheduler(Generic[ItemT]):
             logger.exception("poll failed unexpectedly")
         finally:
             host.in_flight -= 1
-            if host.heap and host.heap[0][0] <= self._time.monotonic() + TOLERANCE:
+            # A host at its cap gave the loop no deadline: a freed slot must
+            # wake it for a head due before the loop's own next wake-up.
+            if host.heap and host.heap[0][0] < self._next_wake:
                 self._kick.set()

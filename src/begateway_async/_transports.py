@@ -15,7 +15,7 @@ import sniffio
 
 from ._errors import InvalidRequest
 
-__all__ = ["HttpChoice", "choose_transport"]
+__all__ = ["HttpChoice", "HttpCore", "choose_transport"]
 
 HttpChoice = Literal["auto", "httpx", "aiohttp"]
 
@@ -81,3 +81,69 @@ def choose_transport(http: HttpChoice, limits: httpx.Limits) -> Any:
     if on_asyncio and _aiohttp_available():
         return _AiohttpTransport(limits)
     return None
+
+
+class HttpCore:
+    """What the Gateway needs of an HTTP client, sent straight through an httpx transport.
+
+    `httpx.AsyncClient` adds URL merging, cookie jars, auth flows, redirects
+    and event hooks on every request: about a third of the client's CPU per
+    poll, for nothing this protocol uses (no cookies, no redirects, one fixed
+    Basic credential). This keeps httpx's transports, `httpx.Request` and
+    `httpx.Response`, the timeouts as request extensions, and httpx's errors.
+
+    Args:
+        transport: any `httpx.AsyncBaseTransport`.
+        headers: sent on every request (``Authorization`` included).
+        timeout: per-request timeouts.
+    """
+
+    __slots__ = ("_extensions", "_headers", "_transport")
+
+    def __init__(
+        self,
+        transport: httpx.AsyncBaseTransport,
+        headers: list[tuple[bytes, bytes]],
+        timeout: httpx.Timeout,
+    ) -> None:
+        self._transport = transport
+        self._headers = headers
+        self._extensions = {"timeout": timeout.as_dict()}
+
+    def __repr__(self) -> str:
+        return f"<HttpCore {type(self._transport).__name__}>"
+
+    async def request(
+        self,
+        method: str,
+        url: httpx.URL,
+        *,
+        content: bytes | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> httpx.Response:
+        """Send one request and read its whole answer.
+
+        Raises:
+            httpx.HTTPError: the transport's failure (connect, read, protocol, ...).
+        """
+        if headers:
+            own = {name.lower() for name, _ in headers}  # a request's own headers win
+            headers = [h for h in self._headers if h[0].lower() not in own] + headers
+        request = httpx.Request(
+            method,
+            url,
+            headers=headers or self._headers,
+            content=content,
+            extensions=self._extensions,
+        )
+        response = await self._transport.handle_async_request(request)
+        response.request = request
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response
+
+    async def aclose(self) -> None:
+        """Close the transport and its connections."""
+        await self._transport.aclose()

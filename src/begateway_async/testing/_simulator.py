@@ -280,9 +280,15 @@ class Simulator:
             return 500, {"content-type": "text/html"}, _HTML_ERROR
         status, data = await self._dispatch(endpoint, route, scope, headers, body)
         content = data if isinstance(data, bytes) else json.dumps(data).encode()
+        answer_headers = {"content-type": "application/json"}
+        task = self.tasks.get(data.get("request_id", "")) if isinstance(data, dict) else None
+        if endpoint == "submit" and task is not None:
+            # For benchmarks: when the bank will be done (a client that knows
+            # it is the floor no poller can beat). Real gateways send nothing like it.
+            answer_headers["x-simulator-ready-at"] = repr(task.stats.ready_at)
         if faults.truncate.fires(endpoint, rng):
             content = content[: max(1, len(content) // 2)]
-        return status, {"content-type": "application/json"}, content
+        return status, answer_headers, content
 
     @staticmethod
     def _route(method: str, path: str) -> tuple[str, tuple[str, ...]]:
