@@ -37,3 +37,20 @@ def demo(session: nox.Session) -> None:
     """The demo against the simulator (the README's first command)."""
     session.install("-e", ".[simulator]")
     session.run("python", "-m", "begateway_async", "demo", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """Micro-benchmarks and the load benchmark (``nox -s bench -- --quick`` for a smoke run)."""
+    session.install("-e", ".[bench]")
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "benchmarks/test_micro.py",
+        "--benchmark-json",
+        "benchmarks/results/micro.json",
+        "-p",
+        "no:randomly",
+    )
+    session.run("python", "benchmarks/load.py", *session.posargs)

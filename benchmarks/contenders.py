@@ -131,8 +131,8 @@ class _Bounded:
 
 #: The naive client is what callers write: httpx's default pool, no bound.
 NAIVE_CONNECTIONS = 100
-#: The floor and the oracle get our Gateway's bound: 32 connections, 32 in flight.
-BOUNDED = 32
+#: The floor and the oracle get our Gateway's bound: 80 connections and requests in flight.
+BOUNDED = 80
 
 
 async def _per_task(
@@ -208,7 +208,10 @@ async def _floor_job(client: _Bounded, i: int, recorder: Recorder) -> None:
 async def ours(n: int, url: str, options: dict[str, Any]) -> Recorder:
     recorder = Recorder()
     poll = bga.PollPolicy(**options.get("poll", {}))
-    gateway = bga.Gateway(url, SHOP, SECRET, poll=poll, http=options.get("http", "httpx"))
+    limits = bga.Limits(**options.get("limits", {}))
+    gateway = bga.Gateway(
+        url, SHOP, SECRET, poll=poll, limits=limits, http=options.get("http", "httpx")
+    )
     submitters = 64
 
     def done(job: bga.Job[Any]) -> None:

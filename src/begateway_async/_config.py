@@ -145,18 +145,21 @@ class Limits:
 
     Attributes:
         polls_per_host: polls in flight to one gateway host at a time; the
-            scheduler fires every due poll of a host up to this cap.
+            scheduler fires every due poll of a host up to this cap. 64 keeps
+            10 000 pending jobs polled on time (16 let lag p50 grow from
+            0.4 to 1-3.5 s at N = 10 000 in the load benchmark).
         concurrent_submits: submit POSTs in flight at a time; more callers
             wait their turn in the client, not in the connection pool.
-        max_connections: size of the HTTP connection pool. Keep it moderate
-            (tens): httpcore's pool bookkeeping grows with its size.
+        max_connections: size of the HTTP connection pool: room for every
+            poll and submit in flight, and no more (httpcore's pool
+            bookkeeping grows with its size).
         submit_attempts: how many times one submit is sent (always with the
             same ``RequestID``) when its outcome is unknown.
     """
 
-    polls_per_host: int = attrs.field(default=16, validator=_positive_int)
+    polls_per_host: int = attrs.field(default=64, validator=_positive_int)
     concurrent_submits: int = attrs.field(default=16, validator=_positive_int)
-    max_connections: int = attrs.field(default=32, validator=_positive_int)
+    max_connections: int = attrs.field(default=80, validator=_positive_int)
     submit_attempts: int = attrs.field(default=3, validator=_positive_int)
 
 

@@ -95,29 +95,40 @@ class Scheduler(Generic[ItemT]):
         """Return how many polls wait in the heaps (stale entries included)."""
         return sum(len(h.heap) for h in self._hosts.values())
 
+    def tick(self, now: float) -> tuple[list[tuple[_Host[ItemT], ItemT]], float]:
+        """Take every due poll of every host, up to each host's cap.
+
+        Each taken poll counts as in flight at its host until it is fired and
+        done. Returns the polls to fire, and when the loop should wake next.
+        """
+        horizon = now + TOLERANCE
+        wake = math.inf
+        due: list[tuple[_Host[ItemT], ItemT]] = []
+        for host in self._hosts.values():
+            if host.paused_until > now:
+                if host.heap:
+                    wake = min(wake, host.paused_until)
+                continue
+            heap = host.heap
+            while heap and host.in_flight < self._cap and heap[0][0] <= horizon:
+                item = heapq.heappop(heap)[2]
+                if not item.polling:
+                    continue
+                host.in_flight += 1
+                due.append((host, item))
+            if heap and host.in_flight < self._cap:
+                wake = min(wake, heap[0][0])
+        self._next_wake = wake
+        return due, wake
+
     async def run(self) -> None:
         """Run forever (until cancelled), firing due polls."""
         async with anyio.create_task_group() as tg:
             while True:
                 self._kick = anyio.Event()
-                now = self._time.monotonic()
-                horizon = now + TOLERANCE
-                wake = math.inf
-                for host in self._hosts.values():
-                    if host.paused_until > now:
-                        if host.heap:
-                            wake = min(wake, host.paused_until)
-                        continue
-                    heap = host.heap
-                    while heap and host.in_flight < self._cap and heap[0][0] <= horizon:
-                        item = heapq.heappop(heap)[2]
-                        if not item.polling:
-                            continue
-                        host.in_flight += 1
-                        tg.start_soon(self._run_one, host, item)
-                    if heap and host.in_flight < self._cap:
-                        wake = min(wake, heap[0][0])
-                self._next_wake = wake
+                due, wake = self.tick(self._time.monotonic())
+                for host, item in due:
+                    tg.start_soon(self._run_one, host, item)
                 await self._time.wait(self._kick, wake)
 
     async def _run_one(self, host: _Host[ItemT], item: ItemT) -> None:

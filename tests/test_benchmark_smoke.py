@@ -1,0 +1,40 @@
+"""The load benchmark runs and writes its files (it measures nothing here: no timing in tests)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_quick_load_benchmark_writes_its_results(tmp_path: Path):
+    """`load.py --quick` runs each quick contender to completion and writes JSON and markdown."""
+    done = subprocess.run(  # noqa: S603
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "load.py"),
+            "--quick",
+            "--sizes",
+            "30",
+            "--median",
+            "0.05",
+            "--p99",
+            "0.3",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads((tmp_path / "quick.json").read_text())
+    contenders = {row["contender"] for row in result["rows"]}
+    assert contenders == {"ours", "naive", "oracle", "floor"}
+    assert all(row["completed"] == 30 for row in result["rows"])
+    assert all(row["errors"] == 0 for row in result["rows"])
+    assert "| contender |" in (tmp_path / "quick.md").read_text()
