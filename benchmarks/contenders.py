@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import resource
 import time
 from collections.abc import Awaitable, Callable
@@ -260,6 +259,4 @@ async def run(contender: str, n: int, url: str, options: dict[str, Any]) -> dict
         "peak_pending": recorder.peak_pending,
         "woke": recorder.woke,
         "errors": recorder.errors,
-        "max_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-        "finite": math.isfinite(sum(recorder.woke.values())),
     }

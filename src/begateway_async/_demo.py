@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import attrs
 
 from ._client import Gateway
 from ._console import Progress, table
@@ -120,7 +121,7 @@ def _flows(  # noqa: C901 - one small closure per kind of flow
         await simple("expired card (validation)", payment(n, year=2010))
 
     async def authorize_then(n: int, kind: str, follow: type[Capture | Void]) -> None:
-        request = Authorization(**_fields(payment(n)))
+        request = Authorization(**attrs.asdict(payment(n), recurse=False))
         tx = await simple(kind, request)
         if tx is not None and tx.successful and tx.uid:
             await simple(kind, follow(parent_uid=tx.uid, amount=request.amount))
@@ -167,17 +168,6 @@ def _flows(  # noqa: C901 - one small closure per kind of flow
         "payout": payout,
         "expired card (validation)": expired,
         "over-refund (validation)": over_refund,
-    }
-
-
-def _fields(request: Payment) -> dict[str, Any]:
-    return {
-        "amount": request.amount,
-        "currency": request.currency,
-        "description": request.description,
-        "tracking_id": request.tracking_id,
-        "credit_card": request.credit_card,
-        "test": request.test,
     }
 
 

@@ -36,7 +36,7 @@ import attrs
 
 from ._distributions import Distribution, LogNormal, pick
 from ._faults import Faults
-from ._ledger import Ledger, Outcome
+from ._ledger import CARD_OPERATIONS, CHILD_OPERATIONS, PAYOUT_OPERATIONS, Ledger, Outcome
 
 __all__ = [
     "DEMO_SHOPS",
@@ -62,6 +62,8 @@ SORRY: Final = {"message": "We're sorry, but something went wrong"}
 _HTML_ERROR: Final = b"<html><body><h1>500 Internal Server Error</h1></body></html>"
 _CONTROL: Final = "/_simulator/"
 _QUERY_OPERATIONS: Final = {"query": "status_query", "tracking_id": "tracking_id_query"}
+#: Path name → operation name (``payments`` → ``payment``).
+_OPERATION_NAMES: Final = {**CARD_OPERATIONS, **CHILD_OPERATIONS, **PAYOUT_OPERATIONS}
 
 
 class ConnectionDropped(Exception):  # noqa: N818 - names the simulated event
@@ -281,8 +283,12 @@ class Simulator:
         status, data = await self._dispatch(endpoint, route, scope, headers, body)
         content = data if isinstance(data, bytes) else json.dumps(data).encode()
         answer_headers = {"content-type": "application/json"}
-        task = self.tasks.get(data.get("request_id", "")) if isinstance(data, dict) else None
-        if endpoint == "submit" and task is not None:
+        task = (
+            self.tasks.get(data.get("request_id", ""))
+            if endpoint == "submit" and isinstance(data, dict)
+            else None
+        )
+        if task is not None:
             # For benchmarks: when the bank will be done (a client that knows
             # it is the floor no poller can beat). Real gateways send nothing like it.
             answer_headers["x-simulator-ready-at"] = repr(task.stats.ready_at)
@@ -377,10 +383,7 @@ class Simulator:
     def _operation(self, route: tuple[str, ...]) -> str:
         kind, name = route
         if kind == "transactions":
-            from ._ledger import CARD_OPERATIONS, CHILD_OPERATIONS, PAYOUT_OPERATIONS  # noqa: PLC0415
-
-            known = {**CARD_OPERATIONS, **CHILD_OPERATIONS, **PAYOUT_OPERATIONS}
-            return known.get(name, name)
+            return _OPERATION_NAMES.get(name, name)
         if kind == "balance":
             return "balance_query"
         return _QUERY_OPERATIONS.get(kind, "tracking_id_query")
