@@ -41,7 +41,7 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Micro-benchmarks and the load benchmark (``nox -s bench -- --quick`` for a smoke run)."""
+    """Micro-benchmarks, the load and the memory benchmarks (``nox -s bench -- --quick`` for a smoke run)."""
     session.install("-e", ".[bench]")
     session.run(
         "python",
@@ -54,3 +54,4 @@ def bench(session: nox.Session) -> None:
         "no:randomly",
     )
     session.run("python", "benchmarks/load.py", *session.posargs)
+    session.run("python", "benchmarks/memory.py", *session.posargs)

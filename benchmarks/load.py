@@ -76,11 +76,6 @@ def run_one(
         if processing > 0:
             fractions.append(lag / processing)
     done = len(client["woke"])
-    pending_bytes = (
-        (client["peak_rss_kib"] - client["baseline_rss_kib"]) * 1024 / client["peak_pending"]
-        if client["peak_pending"]
-        else math.nan
-    )
     return {
         "contender": contender,
         "options": options,
@@ -94,7 +89,6 @@ def run_one(
         "lag_p50_fraction": _percentile(fractions, 50),
         "lag_p99_fraction": _percentile(fractions, 99),
         "peak_rss_mib": client["peak_rss_kib"] / 1024,
-        "bytes_per_pending_job": pending_bytes,
         "peak_pending": client["peak_pending"],
         "jobs_per_s": done / client["wall_s"] if client["wall_s"] else math.nan,
         "wall_s": client["wall_s"],
@@ -127,14 +121,14 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     """The results as a markdown table."""
     header = (
         "| contender | N | req/job | lag p50 s (×proc) | lag p99 s (×proc) | CPU ms/job | "
-        "peak RSS MiB | B/pending job | jobs/s | wall s | errors |\n"
+        "peak RSS MiB | peak pending | jobs/s | wall s | errors |\n"
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     lines = [
         f"| {label(r)} | {r['n']} | {r['requests_per_job']:.2f} | "
         f"{r['lag_p50_s']:.3f} ({r['lag_p50_fraction']:.2f}) | "
         f"{r['lag_p99_s']:.3f} ({r['lag_p99_fraction']:.2f}) | {r['cpu_ms_per_job']:.3f} | "
-        f"{r['peak_rss_mib']:.0f} | {r['bytes_per_pending_job']:.0f} | {r['jobs_per_s']:.0f} | "
+        f"{r['peak_rss_mib']:.0f} | {r['peak_pending']} | {r['jobs_per_s']:.0f} | "
         f"{r['wall_s']:.1f} | {r['errors'] + r['n'] - r['completed']} |"
         for r in rows
     ]

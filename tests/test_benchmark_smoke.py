@@ -38,3 +38,30 @@ def test_quick_load_benchmark_writes_its_results(tmp_path: Path):
     assert all(row["completed"] == 30 for row in result["rows"])
     assert all(row["errors"] == 0 for row in result["rows"])
     assert "| contender |" in (tmp_path / "quick.md").read_text()
+
+
+def test_memory_benchmark_writes_its_results(tmp_path: Path):
+    """`memory.py` keeps every submitted job pending and reports both measures."""
+    done = subprocess.run(  # noqa: S603
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "memory.py"),
+            "--n",
+            "50",
+            "--traced-n",
+            "50",
+            "--http",
+            "httpx",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    (row,) = json.loads((tmp_path / "memory.json").read_text())["rows"]
+    assert row["pending"] == 50 + 1_000  # the warm-up jobs are pending too
+    assert row["traced_bytes_per_job"] > 0
+    assert row["sites"]

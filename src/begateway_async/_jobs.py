@@ -29,6 +29,9 @@ TOKEN_VERSION: Final = 1
 TOKEN_TYPE: Final = "begateway-async/job"  # noqa: S105 - a type tag, not a secret
 
 
+_NOT_TRACKED: Final = httpx.URL()
+
+
 class JobState(enum.Enum):
     """Where a job is in its life."""
 
@@ -99,7 +102,7 @@ class Job(Generic[T]):
         self.created_at = created_at
         self.idempotency_key = idempotency_key
         self._kind: ResultKind = result_kind(operation)
-        self._next_url = httpx.URL(response_url) if response_url else httpx.URL()
+        self._next_url = _NOT_TRACKED  # set by the Gateway when it schedules the job
         self._state = JobState.PENDING
         self._value: Any = None
         self._error: BaseException | None = None
