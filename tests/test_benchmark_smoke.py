@@ -1,4 +1,4 @@
-"""The load benchmark runs and writes its files (it measures nothing here: no timing in tests)."""
+"""The benchmarks run and write their files (they measure nothing here: no timing in tests)."""
 
 from __future__ import annotations
 
@@ -10,28 +10,31 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_quick_load_benchmark_writes_its_results(tmp_path: Path):
-    """`load.py --quick` runs each quick contender to completion and writes JSON and markdown."""
+def _run(script: str, *arguments: str) -> None:
     done = subprocess.run(  # noqa: S603
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "load.py"),
-            "--quick",
-            "--sizes",
-            "30",
-            "--median",
-            "0.05",
-            "--p99",
-            "0.3",
-            "--out",
-            str(tmp_path),
-        ],
+        [sys.executable, str(ROOT / "benchmarks" / script), *arguments],
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
     )
     assert done.returncode == 0, done.stderr
+
+
+def test_quick_load_benchmark_writes_its_results(tmp_path: Path):
+    """`load.py --quick` runs each quick contender to completion and writes JSON and markdown."""
+    _run(
+        "load.py",
+        "--quick",
+        "--sizes",
+        "30",
+        "--median",
+        "0.05",
+        "--p99",
+        "0.3",
+        "--out",
+        str(tmp_path),
+    )
     result = json.loads((tmp_path / "quick.json").read_text())
     contenders = {row["contender"] for row in result["rows"]}
     assert contenders == {"ours", "naive", "oracle", "floor"}
@@ -42,25 +45,7 @@ def test_quick_load_benchmark_writes_its_results(tmp_path: Path):
 
 def test_memory_benchmark_writes_its_results(tmp_path: Path):
     """`memory.py` keeps every submitted job pending and reports both measures."""
-    done = subprocess.run(  # noqa: S603
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "memory.py"),
-            "--n",
-            "50",
-            "--traced-n",
-            "50",
-            "--http",
-            "httpx",
-            "--out",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
+    _run("memory.py", "--n", "50", "--traced-n", "50", "--http", "httpx", "--out", str(tmp_path))
     (row,) = json.loads((tmp_path / "memory.json").read_text())["rows"]
     assert row["pending"] == 50 + 1_000  # the warm-up jobs are pending too
     assert row["traced_bytes_per_job"] > 0
