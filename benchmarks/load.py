@@ -2,6 +2,7 @@
 
     python benchmarks/load.py              # the full run (N = 1 000, 10 000, 100 000)
     python benchmarks/load.py --quick      # a smoke run: small N, a few contenders
+    python benchmarks/load.py --sizes 1000 --only "ours [aiohttp]" "naive 1 s [aiohttp]"
 
 Each contender runs in a fresh worker process (its CPU and memory are its
 own) against a fresh simulator in another process on loopback (lognormal
@@ -271,12 +272,17 @@ def main() -> int:
     parser.add_argument("--p99", type=float, default=10.0)
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per contender run")
+    parser.add_argument(
+        "--only", nargs="+", default=None, help="run only the rows whose label is one of these"
+    )
     args = parser.parse_args()
     sizes = args.sizes or ([200] if args.quick else [1_000, 10_000, 100_000])
     sigma = math.log(args.p99 / args.median) / 2.3263478740408408
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     runs = plan_runs(args.quick, sizes, args.median, sigma)
+    if args.only:
+        runs = [run for run in runs if label({"contender": run[0], "options": run[2]}) in args.only]
     started = time.perf_counter()
     for i, (contender, n, options) in enumerate(runs, 1):
         print(

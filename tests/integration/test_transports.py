@@ -64,27 +64,42 @@ async def test_refused_connection_is_not_sent(http):
             await gw.submit(bga.StatusQuery(uid="u1"))
 
 
-async def test_a_hang_up_after_sending_is_never_called_not_sent():
-    """A server that reads the request and hangs up: the submit is indeterminate, not 'not sent'."""
-    engine = "aiohttp" if sniffio.current_async_library() == "asyncio" else "httpx"
+def _listening() -> socket.socket:
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(8)
     server.setblocking(False)  # noqa: FBT003
-    port = server.getsockname()[1]
+    return server
 
-    async def hang_up() -> None:
+
+async def _serve_raw(server: socket.socket, reply: bytes, *, hang_up: bool) -> None:
+    """Answer each request on ``server`` with the raw ``reply``, then hang up or stay silent."""
+    kept: list[socket.socket] = []
+    try:
         while True:
             await anyio.wait_readable(server)
             conn, _ = server.accept()
             conn.setblocking(False)  # noqa: FBT003
             await anyio.wait_readable(conn)
             conn.recv(65536)
+            conn.send(reply)
+            if hang_up:
+                conn.close()
+            else:
+                kept.append(conn)
+    finally:
+        for conn in kept:
             conn.close()
 
+
+async def test_a_hang_up_after_sending_is_never_called_not_sent():
+    """A server that reads the request and hangs up: the submit is indeterminate, not 'not sent'."""
+    engine = "aiohttp" if sniffio.current_async_library() == "asyncio" else "httpx"
+    server = _listening()
+    port = server.getsockname()[1]
     try:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(hang_up)
+            tg.start_soon(lambda: _serve_raw(server, b"", hang_up=True))
             async with bga.Gateway(
                 f"http://127.0.0.1:{port}",
                 361,
@@ -97,3 +112,53 @@ async def test_a_hang_up_after_sending_is_never_called_not_sent():
             tg.cancel_scope.cancel()
     finally:
         server.close()
+
+
+@pytest.mark.parametrize(
+    ("reply", "hang_up", "expected"),
+    [
+        # Half an answer, then the connection closes: the request was sent.
+        (b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"a"', True, httpx.ReadError),
+        # Not HTTP at all.
+        (b"garbage\r\n\r\n", True, httpx.RemoteProtocolError),
+        # Nothing comes back within the read timeout.
+        (b"", False, httpx.ReadTimeout),
+    ],
+)
+async def test_aiohttp_failures_after_sending_are_never_connect_errors(reply, hang_up, expected):
+    """Our aiohttp transport maps failures after the request was written to read-side errors."""
+    if sniffio.current_async_library() != "asyncio":
+        pytest.skip("aiohttp runs on asyncio only")
+    server = _listening()
+    transport = _AiohttpTransport(LIMITS)
+    request = httpx.Request(
+        "GET",
+        f"http://127.0.0.1:{server.getsockname()[1]}/x",
+        extensions={"timeout": {"connect": 1.0, "read": 0.2, "write": 1.0, "pool": 1.0}},
+    )
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: _serve_raw(server, reply, hang_up=hang_up))
+            with pytest.raises(expected):
+                await transport.handle_async_request(request)
+            tg.cancel_scope.cancel()
+    finally:
+        await transport.aclose()
+        server.close()
+
+
+async def test_aiohttp_transport_reads_the_whole_answer():
+    """Status, headers and body come back as an httpx.Response with the body already read."""
+    if sniffio.current_async_library() != "asyncio":
+        pytest.skip("aiohttp runs on asyncio only")
+    with serve(Simulator()) as url:
+        transport = _AiohttpTransport(LIMITS)
+        try:
+            answer = await transport.handle_async_request(
+                httpx.Request("GET", f"{url}/async/responses/nope")
+            )
+        finally:
+            await transport.aclose()
+    assert answer.status_code == 404
+    assert answer.headers["content-type"].startswith("application/json")
+    assert answer.json()
