@@ -182,7 +182,7 @@ class Cadence:
 
     def __init__(
         self,
-        lag_weight: float = 4.0,
+        lag_weight: float = 8.0,
         *,
         running: Callable[[str], Sequence[float]] = lambda _: (),
         min_gap: float = 0.05,

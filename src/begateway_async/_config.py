@@ -88,8 +88,10 @@ class PollPolicy:
             above, which then covers only the start and the long tail.
         lag_weight: for the adaptive plan, what a delay of one median
             processing time in noticing a result is worth in polls. Higher
-            polls more and notices sooner: 4 spends about 3.5 requests per job
-            for a lag p50 near 0.4 medians (lognormal times, sigma 1).
+            polls more and notices sooner. The default, 8, measured on lognormal
+            times (median 1 s, sigma 1) with ten thousand jobs at once: about
+            3.5 requests per job (the submit included) for a lag p50 of 0.45
+            medians; 4 spends about 3.1 for 0.59, 16 about 4.1 for 0.33.
     """
 
     first_delay: float = attrs.field(default=0.6, validator=_positive)
@@ -99,7 +101,7 @@ class PollPolicy:
     max_retry_after: float = attrs.field(default=300.0, validator=_positive)
     status_first: bool = False
     adaptive: bool = True
-    lag_weight: float = attrs.field(default=4.0, validator=_positive)
+    lag_weight: float = attrs.field(default=8.0, validator=_positive)
 
     def __attrs_post_init__(self) -> None:
         if self.factor < 1:
