@@ -40,6 +40,14 @@ from ._errors import (
     UnsafeURL,
 )
 from ._jobs import Job, JobState
+from ._journal import (
+    Journal,
+    JournalEntry,
+    JournalError,
+    JournalOutcome,
+    MemoryJournal,
+    SQLiteJournal,
+)
 from ._models import Balance, BankDetails, Card, ThreeDSecure, Transaction, TransactionStatus
 from ._requests import (
     AdditionalData,
@@ -93,14 +101,20 @@ __all__ = [
     "JobLost",
     "JobState",
     "JobTimeout",
+    "Journal",
+    "JournalEntry",
+    "JournalError",
+    "JournalOutcome",
     "Limits",
     "MalformedResponse",
+    "MemoryJournal",
     "Payment",
     "Payout",
     "PollPolicy",
     "Refund",
     "Request",
     "RequestRejected",
+    "SQLiteJournal",
     "SchedulingClock",
     "StatusQuery",
     "SubmitIndeterminate",

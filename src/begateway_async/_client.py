@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import math
+import os
 import random
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -13,6 +15,7 @@ from typing import Any, Self, TypeVar
 
 import anyio
 import anyio.abc
+import attrs
 import httpx
 
 from . import _protocol as p
@@ -40,10 +43,9 @@ from ._errors import (
     UnsafeURL,
 )
 from ._jobs import Job, read_token
+from ._journal import Journal, JournalEntry, JournalError, JournalOutcome, open_journal
 from ._operations import Operations
-from ._requests import (
-    Request,
-)
+from ._requests import Request, TrackingIdQuery
 from ._scheduler import Scheduler
 from ._serde import parse_result, request_body
 from ._transports import HttpChoice, HttpCore, choose_transport
@@ -98,6 +100,10 @@ class Gateway(Operations):
             given: ``"auto"`` (aiohttp on asyncio when the ``aiohttp`` extra is
             installed, about a tenth of httpx's CPU per request; httpx's own
             transport otherwise), ``"httpx"`` or ``"aiohttp"``.
+        journal: where submits are recorded (see `Journal`): a path opens an
+            `SQLiteJournal` there (closed with the Gateway), a `Journal` is used
+            as it is, None keeps a `MemoryJournal`. `resume_all` picks up
+            what it holds unfinished.
         api_version: sent as ``X-API-Version`` on every request (``3`` asks for
             the flat v3 answers; both shapes parse). Requests that need a
             particular version (`BalanceQuery` needs 2) keep theirs.
@@ -119,6 +125,7 @@ class Gateway(Operations):
         allow_insecure_http: bool = False,
         api_version: int | None = None,
         http: HttpChoice = "auto",
+        journal: Journal | str | os.PathLike[str] | None = None,
     ) -> None:
         self.base_url = validate_base_url(base_url, allow_insecure_http=allow_insecure_http)
         if isinstance(shop_id, bool) or not isinstance(shop_id, int | str) or not str(shop_id):
@@ -147,6 +154,8 @@ class Gateway(Operations):
         self.drain = drain
         self.api_version = api_version
         self.http: HttpChoice = http
+        self.journal: Journal = open_journal(journal)
+        self._owns_journal = not isinstance(journal, Journal) and journal is not None
         self._secret = secret_key
         self._transport = transport
         self._timebase = Timebase(clock)
@@ -226,9 +235,11 @@ class Gateway(Operations):
                             tracking_id=job.tracking_id,
                         )
                     )
-                if self._http is not None:
-                    with anyio.CancelScope(shield=True):
+                with anyio.CancelScope(shield=True):
+                    if self._http is not None:
                         await self._http.aclose()
+                    if self._owns_journal:
+                        await self.journal.aclose()
         return None
 
     def _client(self) -> HttpCore:
@@ -243,7 +254,9 @@ class Gateway(Operations):
 
     # --- submitting ----------------------------------------------------------------------
 
-    async def submit(self, request: Request[T], *, idempotency_key: str | None = None) -> Job[T]:
+    async def submit(
+        self, request: Request[T], *, idempotency_key: str | None = None, tag: str | None = None
+    ) -> Job[T]:
         """Send a request in async mode and return its `Job` once the gateway acknowledged it.
 
         The body goes to ``/async`` + the operation's path, wrapped in
@@ -258,6 +271,8 @@ class Gateway(Operations):
             idempotency_key: the ``RequestID`` to send; a fresh UUID by default.
                 Pass an earlier one (from `SubmitIndeterminate`) within 24 hours
                 to learn that submit's fate without doing it twice.
+            tag: a label of yours for this submit, kept in the journal and on the
+                job (`Job.tag`), e.g. an order number; `resume_all` returns it.
 
         Returns:
             The job; ``await job`` gives the result.
@@ -270,29 +285,48 @@ class Gateway(Operations):
         """
         if not isinstance(request, Request):
             raise InvalidRequest("request", f"must be an operation, not {type(request).__name__}")
+        if tag is not None and not isinstance(tag, str):
+            raise InvalidRequest("tag", f"must be a string, not {type(tag).__name__}")
         idempotency_key = _request_id_header(idempotency_key)
+        self._client()
+        entry = JournalEntry(
+            key=idempotency_key,
+            gateway=self.base_url,
+            shop_id=self.shop_id,
+            operation=request.operation,
+            method=request._method,  # noqa: SLF001
+            path="/async" + request.path(),
+            body=request_body(request),
+            headers=tuple(request._headers.items()),  # noqa: SLF001
+            tracking_id=request.key,
+            tag=tag,
+            created_at=self._timebase.time(),
+        )
+        await self.journal.intent(entry)
+        return await self._send_entry(entry)
+
+    async def _send_entry(self, entry: JournalEntry) -> Job[Any]:
+        """Send a journalled submit (first, or again after a restart); record what came of it."""
         client = self._client()
-        headers = [(b"RequestID", idempotency_key.encode())]
-        headers += [(k.encode(), v.encode()) for k, v in request._headers.items()]  # noqa: SLF001
-        body = request_body(request)
-        if body is not None:
+        headers = [(b"RequestID", entry.key.encode())]
+        headers += [(name.encode(), value.encode()) for name, value in entry.headers]
+        if entry.body is not None:
             headers.append((b"Content-Type", b"application/json"))
-        method = request._method  # noqa: SLF001
-        url = httpx.URL(self.base_url + "/async" + request.path())
-        created_at = self._timebase.time()
+        url = httpx.URL(self.base_url + entry.path)
         attempts = self.limits.submit_attempts
         uncertain = False  # whether any attempt may have reached the gateway
         async with self._submits:
             for attempt in range(attempts):
                 outcome, answer, reached = await self._send_submit(
-                    client, method, url, body, headers
+                    client, entry.method, url, entry.body, headers
                 )
                 if not isinstance(outcome, p.Resend):
-                    return self._submitted(request, outcome, created_at, idempotency_key)
+                    assert answer is not None  # noqa: S101 - a definite outcome had an answer
+                    return await self._submitted(entry, outcome, answer)
                 last = outcome
                 uncertain |= reached
                 logger.debug(
-                    "submit attempt %d of %s: %s", attempt + 1, request.operation, outcome.reason
+                    "submit attempt %d of %s: %s", attempt + 1, entry.operation, outcome.reason
                 )
                 if attempt + 1 < attempts:
                     delay = outcome.retry_after
@@ -300,18 +334,30 @@ class Gateway(Operations):
                         delay = self.poll.delay(attempt, self._rng)
                     await self._timebase.sleep(min(delay, self.poll.max_retry_after))
         if uncertain:
+            # The entry stays unfinished: `resume_all` re-sends it with this key.
             raise SubmitIndeterminate(
-                tracking_id=request.key,
-                idempotency_key=idempotency_key,
+                tracking_id=entry.tracking_id,
+                idempotency_key=entry.key,
                 attempts=attempts,
                 last=last.reason,
             )
         # Every attempt was throttled, or none left this machine: no task exists.
         if answer is None:
-            raise TransportError(f"cannot reach the gateway, nothing was sent: {last.reason}")
-        raise RequestRejected(
-            status_code=answer.status_code, body=answer.text, tracking_id=request.key
+            error: GatewayError = TransportError(
+                f"cannot reach the gateway, nothing was sent: {last.reason}"
+            )
+            await self._record(entry.key, JournalOutcome("not_sent", message=str(error)))
+            raise error
+        await self._record(
+            entry.key, JournalOutcome("rejected", answer.status_code, answer.content)
         )
+        raise RequestRejected(
+            status_code=answer.status_code, body=answer.text, tracking_id=entry.tracking_id
+        )
+
+    async def _record(self, key: str, outcome: JournalOutcome) -> None:
+        """Write an outcome to the journal, stamped with the Gateway's clock."""
+        await self.journal.finished(key, attrs.evolve(outcome, finished_at=self._timebase.time()))
 
     async def _send_submit(
         self,
@@ -338,17 +384,40 @@ class Gateway(Operations):
         reached = isinstance(outcome, p.Resend) and not outcome.throttled
         return outcome, answer, reached
 
-    def _submitted(
-        self, request: Request[T], outcome: p.SubmitOutcome, created_at: float, key: str
-    ) -> Job[T]:
+    async def _submitted(
+        self, entry: JournalEntry, outcome: p.SubmitOutcome, answer: httpx.Response
+    ) -> Job[Any]:
         """Turn a definite answer to a submit into a job, or raise the refusal."""
         if isinstance(outcome, p.Ack):
-            return self._acknowledged(request, outcome, created_at, key)
+            try:
+                job = self._acknowledged(entry, outcome)
+            except UnsafeURL as exc:
+                await self._record(
+                    entry.key, JournalOutcome("error", error="UnsafeURL", message=str(exc))
+                )
+                raise
+            if job.polling and job.request_id not in self._jobs:
+                await self.journal.acknowledged(
+                    entry.key, job.request_id, job.status_url, job.response_url
+                )
+                first_url = (
+                    job.status_url
+                    if self.poll.status_first and not outcome.completed
+                    else job.response_url
+                )
+                self._track(job, first_url, 0.0 if outcome.completed else self._delay(job, None))
+            return job
         if isinstance(outcome, p.Immediate):
-            return self._answered(request, outcome, created_at, key)
+            await self._record(
+                entry.key, JournalOutcome("result", answer.status_code, answer.content)
+            )
+            return self._answered(entry, outcome)
         if isinstance(outcome, p.Rejected):
+            await self._record(
+                entry.key, JournalOutcome("rejected", outcome.status_code, answer.content)
+            )
             raise RequestRejected(
-                status_code=outcome.status_code, body=outcome.body, tracking_id=request.key
+                status_code=outcome.status_code, body=outcome.body, tracking_id=entry.tracking_id
             )
         raise AssertionError(outcome)  # pragma: no cover - Resend is handled by the caller
 
@@ -368,45 +437,42 @@ class Gateway(Operations):
             )
         return resolved
 
-    def _acknowledged(self, request: Request[T], ack: p.Ack, created_at: float, key: str) -> Job[T]:
-        tracking_id = request.key
+    def _acknowledged(self, entry: JournalEntry, ack: p.Ack) -> Job[Any]:
+        """The job of an acknowledged submit (the one already polled, for a repeated task)."""
+        existing = self._jobs.get(ack.request_id)
+        if existing is not None:  # the same RequestID answered twice: one job
+            return existing
+        tracking_id = entry.tracking_id
         response_url = self._task_url(ack.response_url, ack.request_id, tracking_id, "result")
         try:
             status_url = self._task_url(ack.status_url, ack.request_id, tracking_id, "status")
         except UnsafeURL:
             logger.warning("ignoring a status_url off the gateway origin; polling response_url")
             status_url = response_url
-        job: Job[T] = Job(
+        return Job(
             self,
             request_id=ack.request_id,
             status_url=status_url,
             response_url=response_url,
             tracking_id=tracking_id,
-            operation=request.operation,
-            created_at=created_at,
-            idempotency_key=key,
+            operation=entry.operation,
+            created_at=entry.created_at,
+            idempotency_key=entry.key,
+            tag=entry.tag,
         )
-        existing = self._jobs.get(job.request_id)
-        if existing is not None:  # the same RequestID answered twice: one job
-            return existing
-        first_url = status_url if self.poll.status_first and not ack.completed else response_url
-        first_delay = 0.0 if ack.completed else self._delay(job, None)
-        self._track(job, first_url, first_delay)
-        return job
 
-    def _answered(
-        self, request: Request[T], answer: p.Immediate, created_at: float, key: str
-    ) -> Job[T]:
+    def _answered(self, entry: JournalEntry, answer: p.Immediate) -> Job[Any]:
         """A job for a POST that was answered with its result at once."""
-        job: Job[T] = Job(
+        job: Job[Any] = Job(
             self,
-            request_id=key,
+            request_id=entry.key,
             status_url="",
             response_url="",
-            tracking_id=request.key,
-            operation=request.operation,
-            created_at=created_at,
-            idempotency_key=key,
+            tracking_id=entry.tracking_id,
+            operation=entry.operation,
+            created_at=entry.created_at,
+            idempotency_key=entry.key,
+            tag=entry.tag,
         )
         self._finish(job, p.Done(answer.body))
         return job
@@ -445,6 +511,8 @@ class Gateway(Operations):
                 now=self._timebase.time(),
                 created_at=job.created_at,
             )
+            if isinstance(outcome, p.Done | p.Failed):
+                outcome = await self._keep(job, outcome, answer)
         try:
             self._finish(job, outcome)
         except Exception as exc:
@@ -459,6 +527,42 @@ class Gateway(Operations):
                     request_id=job.request_id,
                 )
             )
+        if job.done() and not isinstance(outcome, p.Done | p.Failed):
+            await self._record_end(job)
+
+    async def _record_end(self, job: Job[Any]) -> None:
+        """Journal a job that ended in an error other than a body (lost, expired, ...)."""
+        error = job.exception()
+        if error is None or isinstance(error, JobAbandoned):
+            return  # abandoned jobs stay unfinished: `resume_all` picks them up
+        key = job.idempotency_key or job.request_id
+        try:
+            await self._record(
+                key, JournalOutcome("error", error=type(error).__name__, message=str(error))
+            )
+        except JournalError:
+            logger.exception("request_id=%s: cannot journal how the job ended", job.request_id)
+
+    async def _keep(
+        self, job: Job[Any], outcome: p.Done | p.Failed, answer: httpx.Response
+    ) -> p.PollOutcome:
+        """Put a result or a one-shot error body in the journal before anyone sees it.
+
+        If the journal cannot take it, a result is fetched again later (the
+        gateway keeps it 24 hours); a one-shot error body, which cannot be,
+        still reaches the waiters, and the failure is logged.
+        """
+        kind = "result" if isinstance(outcome, p.Done) else "failed"
+        key = job.idempotency_key or job.request_id
+        try:
+            await self._record(key, JournalOutcome(kind, answer.status_code, answer.content))
+        except JournalError as exc:
+            if isinstance(outcome, p.Done):
+                return p.Transient(f"the journal cannot take the result: {exc}")
+            logger.error(  # noqa: TRY400 - the error is the journal's, described in full
+                "request_id=%s: the one-shot error body is not journalled: %s", job.request_id, exc
+            )
+        return outcome
 
     def _finish(self, job: Job[Any], outcome: p.PollOutcome) -> None:  # noqa: C901, PLR0912
         """Apply a poll's outcome: resolve the job, or schedule its next poll."""
@@ -602,6 +706,110 @@ class Gateway(Operations):
         first = job.status_url if self.poll.status_first else job.response_url
         self._track(job, first, 0.0)
         return job
+
+    async def resume_all(self) -> list[Job[Any]]:
+        """Pick up every unfinished submit of this gateway and shop in the journal.
+
+        After a restart, with the same journal:
+
+        - an acknowledged submit is polled again (it ends as `JobExpired` if
+          24 hours have passed since its creation);
+        - a submit sent without an acknowledgement on record is sent again
+          with the **same** ``RequestID`` while the gateway keeps keys (24
+          hours): the gateway answers with the task the first send created, or
+          creates it now if the first never arrived. It is never sent with a
+          new key;
+        - past that window it is reconciled by its tracking id: the newest
+          transaction of the operation's type with that tracking id is the
+          result; none means the submit never created one (`JobLost`).
+
+        A submit that fails again ends its own job with the error; the others
+        go on. Jobs already polled here are returned as they are.
+
+        Returns:
+            The jobs, oldest first; `Job.tag` carries each submit's tag.
+        """
+        self._client()
+        jobs: list[Job[Any]] = []
+        now = self._timebase.time()
+        for entry in await self.journal.unfinished(self.base_url, self.shop_id):
+            if entry.request_id is not None:
+                jobs.append(await self._resume_entry(entry))
+            elif now < entry.created_at + RESULT_RETENTION:
+                try:
+                    jobs.append(await self._send_entry(entry))
+                except GatewayError as exc:
+                    jobs.append(self._ended(entry, exc))
+            else:
+                jobs.append(await self._reconcile(entry))
+        return jobs
+
+    async def _resume_entry(self, entry: JournalEntry) -> Job[Any]:
+        """Poll an acknowledged submit again (or end it, when its result is gone)."""
+        assert entry.request_id is not None  # noqa: S101 - acknowledged
+        existing = self._jobs.get(entry.request_id)
+        if existing is not None:
+            return existing
+        job = self._acknowledged(
+            entry, p.Ack(entry.request_id, entry.status_url, entry.response_url)
+        )
+        job._running_at = -1.0  # noqa: SLF001 - its start was not seen here: teaches nothing
+        if self._timebase.time() >= entry.created_at + RESULT_RETENTION:
+            job._resolve(error=self._unknown(job, expired=True))  # noqa: SLF001
+            await self._record_end(job)
+            return job
+        self._track(job, job.status_url if self.poll.status_first else job.response_url, 0.0)
+        return job
+
+    def _ended(
+        self, entry: JournalEntry, error: BaseException | None = None, value: Any = None
+    ) -> Job[Any]:
+        """A job that is already over, with ``error`` or ``value``."""
+        job: Job[Any] = Job(
+            self,
+            request_id=entry.request_id or entry.key,
+            status_url=entry.status_url or "",
+            response_url=entry.response_url or "",
+            tracking_id=entry.tracking_id,
+            operation=entry.operation,
+            created_at=entry.created_at,
+            idempotency_key=entry.key,
+            tag=entry.tag,
+        )
+        job._resolve(value, error)  # noqa: SLF001
+        return job
+
+    async def _reconcile(self, entry: JournalEntry) -> Job[Any]:
+        """Learn what became of a submit past the key window, by its tracking id."""
+        if entry.tracking_id is None:
+            error: GatewayError = JobLost(
+                "the submit's fate is unknown and it has no tracking_id to look it up by",
+                after_lost_reply=False,
+                request_id=entry.key,
+                tracking_id=None,
+            )
+        else:
+            try:
+                query = await self.submit(TrackingIdQuery(tracking_id=entry.tracking_id))
+                found = [tx for tx in await query if tx.type == entry.operation]
+            except GatewayError as exc:
+                error = exc
+            else:
+                if found:
+                    body = json.dumps({"transaction": dict(found[0].raw)}).encode()
+                    await self._record(entry.key, JournalOutcome("result", 200, body))
+                    return self._ended(entry, value=found[0])
+                error = JobLost(
+                    f"no {entry.operation} transaction has tracking_id {entry.tracking_id!r}: "
+                    "the submit never created one",
+                    after_lost_reply=False,
+                    request_id=entry.key,
+                    tracking_id=entry.tracking_id,
+                )
+        await self._record(
+            entry.key, JournalOutcome("error", error=type(error).__name__, message=str(error))
+        )
+        return self._ended(entry, error)
 
     async def as_completed(self, jobs: Iterable[Job[T]]) -> AsyncIterator[Job[T]]:
         """Yield the given jobs as they finish, in finishing order.

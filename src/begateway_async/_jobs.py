@@ -54,6 +54,7 @@ class Job(Generic[T]):
         operation: the operation's name (``"payment"``, ``"refund"``, ...).
         created_at: epoch seconds when the task was submitted, by the Gateway's clock.
         idempotency_key: the ``RequestID`` header the submit was sent with.
+        tag: the label given to `Gateway.submit` (kept in the journal), if any.
         polls: how many polls were made for it by this process.
         last_error: the last passing failure seen while polling, if any.
     """
@@ -78,6 +79,7 @@ class Job(Generic[T]):
         "request_id",
         "response_url",
         "status_url",
+        "tag",
         "tracking_id",
     )
 
@@ -92,8 +94,10 @@ class Job(Generic[T]):
         operation: str,
         created_at: float,
         idempotency_key: str | None,
+        tag: str | None = None,
     ) -> None:
         self._gateway = gateway
+        self.tag = tag
         self.request_id = request_id
         self.status_url = status_url
         self.response_url = response_url
