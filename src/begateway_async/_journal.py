@@ -417,55 +417,14 @@ class SQLiteJournal:
 
 
 def _entry(row: tuple[Any, ...]) -> JournalEntry:
-    (
-        key,
-        gateway,
-        shop_id,
-        operation,
-        method,
-        path,
-        body,
-        headers,
-        tracking_id,
-        tag,
-        created_at,
-        request_id,
-        status_url,
-        response_url,
-        kind,
-        status_code,
-        answer,
-        error,
-        message,
-        finished_at,
-    ) = row
+    """An entry from a row of ``SELECT {_COLUMNS}``."""
+    entry = list(row[:14])
+    entry[7] = tuple((name, value) for name, value in json.loads(entry[7]))  # headers
+    kind, status_code, answer, error, message, finished_at = row[14:]
     outcome = None
     if kind is not None:
-        outcome = JournalOutcome(
-            kind,
-            status_code=status_code,
-            body=answer,
-            error=error,
-            message=message,
-            finished_at=finished_at or 0.0,
-        )
-    return JournalEntry(
-        key=key,
-        gateway=gateway,
-        shop_id=shop_id,
-        operation=operation,
-        method=method,
-        path=path,
-        body=body,
-        headers=tuple((name, value) for name, value in json.loads(headers)),
-        tracking_id=tracking_id,
-        tag=tag,
-        created_at=created_at,
-        request_id=request_id,
-        status_url=status_url,
-        response_url=response_url,
-        outcome=outcome,
-    )
+        outcome = JournalOutcome(kind, status_code, answer, error, message, finished_at or 0.0)
+    return JournalEntry(*entry, outcome=outcome)
 
 
 def open_journal(journal: Journal | str | os.PathLike[str] | None) -> Journal:
