@@ -424,7 +424,8 @@ def _entry(row: tuple[Any, ...]) -> JournalEntry:
     outcome = None
     if kind is not None:
         outcome = JournalOutcome(kind, status_code, answer, error, message, finished_at or 0.0)
-    return JournalEntry(*entry, outcome=outcome)
+    entry.append(outcome)
+    return JournalEntry(*entry)
 
 
 def open_journal(journal: Journal | str | os.PathLike[str] | None) -> Journal:
