@@ -29,6 +29,7 @@ from ._client import Gateway
 from ._console import Progress
 from ._errors import GatewayError, InvalidRequest, JobError, SubmitIndeterminate, _BodyError
 from ._input import request_from_mapping
+from ._jobs import Job
 from ._models import Balance, Transaction
 
 __all__ = ["run_batch"]
@@ -118,9 +119,7 @@ class _Batch:
             }
             try:
                 request = request_from_mapping(data)
-                job = await self.gw.submit(request)
-                record["request_id"] = job.request_id
-                value = await job.result(self.timeout)
+                job = await self.gw.submit(request, tag=str(number))
             except InvalidRequest as exc:
                 print(f"line {number}: {exc}", file=sys.stderr)  # noqa: T201
                 self.write({**record, "ok": False, **_error_fields(exc)}, failed=True)
@@ -128,16 +127,57 @@ class _Batch:
             except GatewayError as exc:
                 self.write({**record, "ok": False, **_error_fields(exc)}, failed=True)
                 return
-            fields = _result_fields(value)
-            failed = fields.get("status") in _FAILED_STATUSES
-            self.write({**record, "ok": not failed, **fields}, failed=failed)
+            await self.finish(record, job)
         finally:
             semaphore.release()
 
-    async def run(self, stream: IO[str], concurrency: int) -> None:
+    async def finish(self, record: dict[str, Any], job: Job[Any]) -> None:
+        """Wait for ``job`` and write its line."""
+        record["request_id"] = job.request_id
+        try:
+            value = await job.result(self.timeout)
+        except GatewayError as exc:
+            self.write({**record, "ok": False, **_error_fields(exc)}, failed=True)
+            return
+        fields = _result_fields(value)
+        failed = fields.get("status") in _FAILED_STATUSES
+        self.write({**record, "ok": not failed, **fields}, failed=failed)
+
+    async def recover(self, answered: set[int]) -> set[int]:
+        """Answer what the journal holds for lines not answered yet; return the lines it holds.
+
+        Unfinished submits are resumed (`Gateway.resume_all`: polled, or re-sent
+        with their own RequestID); finished ones are written from the journal.
+        A line the journal holds is never submitted again.
+        """
+        gw = self.gw
+        entries = await gw.journal.entries(gw.base_url, gw.shop_id)
+        held = {int(e.tag) for e in entries if e.tag and e.tag.isdigit()}
+        resumed = {job.tag: job for job in await gw.resume_all()}
+        async with anyio.create_task_group() as tg:
+            for entry in entries:
+                if not entry.tag or not entry.tag.isdigit() or int(entry.tag) in answered:
+                    continue
+                record: dict[str, Any] = {
+                    "line": int(entry.tag),
+                    "operation": entry.operation,
+                    "tracking_id": entry.tracking_id,
+                }
+                job = resumed.get(entry.tag) or gw._replay(entry)  # noqa: SLF001
+                if job is not None:
+                    tg.start_soon(self.finish, record, job)
+                elif entry.outcome is not None:
+                    record["error"] = entry.outcome.error or "TransportError"
+                    record["message"] = entry.outcome.message
+                    self.write({**record, "ok": False}, failed=True)
+        return held
+
+    async def run(self, stream: IO[str], concurrency: int, skip: set[int]) -> None:
         semaphore = anyio.Semaphore(concurrency)
         async with anyio.create_task_group() as tg:
             for number, line in _lines(stream):
+                if number in skip:
+                    continue
                 try:
                     data = json.loads(line)
                 except ValueError as exc:
@@ -165,25 +205,69 @@ class _Options:
     total: int | None
     timeout: float | None
     concurrency: int
+    journal: str | None
+    earlier_failures: bool
 
 
-async def _main(options: _Options, source: IO[str], out: IO[str]) -> int:
+async def _main(options: _Options, source: IO[str], out: IO[str], answered: set[int]) -> int:
     progress = Progress(options.total, "jobs")
+    progress.done += len(answered)  # answered by an earlier run
     try:
-        async with Gateway(options.gateway, options.shop_id, options.secret) as gw:
+        async with Gateway(
+            options.gateway, options.shop_id, options.secret, journal=options.journal
+        ) as gw:
             batch = _Batch(gw, out, progress, options.timeout)
-            await batch.run(source, options.concurrency)
+            held = await batch.recover(answered)
+            await batch.run(source, options.concurrency, answered | held)
     finally:
         progress.close()
-    return 1 if batch.failures else 0
+    return 1 if batch.failures or options.earlier_failures else 0
 
 
-def _check_paths(args: argparse.Namespace) -> None:
+def _answered(path: Path) -> tuple[set[int], bool]:
+    """The input lines an earlier run answered in ``path``, and whether any failed.
+
+    A last line cut short (the process was killed while writing it) is cut
+    off the file: its job is answered again from the journal.
+    """
+    answered: set[int] = set()
+    failed = False
+    if not path.exists():
+        return answered, failed
+    with path.open("r+b") as stream:
+        content = stream.read()
+        complete = content.rfind(b"\n") + 1
+        if complete < len(content):
+            stream.truncate(complete)
+    for line in content[:complete].splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("line"), int):
+            answered.add(record["line"])
+            failed |= record.get("ok") is False
+    return answered, failed
+
+
+def _journal_path(args: argparse.Namespace) -> Path | None:
+    if args.no_journal:
+        return None
+    return Path(args.journal) if args.journal else Path(args.out + ".journal")
+
+
+def _check_paths(args: argparse.Namespace, journal: Path | None) -> bool:
+    """Check the files; return whether this run resumes an earlier one."""
     out = Path(args.out)
-    if out.exists() and out.stat().st_size > 0 and not args.force:
+    resuming = journal is not None and journal.exists() and not args.force
+    if out.exists() and out.stat().st_size > 0 and not args.force and not resuming:
         raise _UsageError(f"{args.out} exists and is not empty; pass --force to overwrite it")
+    if args.force and journal is not None:
+        for stale in (journal, Path(f"{journal}-wal"), Path(f"{journal}-shm")):
+            stale.unlink(missing_ok=True)
     if args.input != "-" and not Path(args.input).is_file():
         raise _UsageError(f"no such input file: {args.input}")
+    return resuming
 
 
 def run_batch(args: argparse.Namespace) -> int:
@@ -192,10 +276,12 @@ def run_batch(args: argparse.Namespace) -> int:
         gateway = _setting(args.gateway, "BEGATEWAY_URL", "the gateway URL (--gateway)")
         shop_id = _setting(args.shop_id, "BEGATEWAY_SHOP_ID", "the shop id (--shop-id)")
         secret = _secret(args)
-        _check_paths(args)
+        journal = _journal_path(args)
+        resuming = _check_paths(args, journal)
     except _UsageError as exc:
         print(f"begateway-async run: {exc}", file=sys.stderr)  # noqa: T201
         return 2
+    answered, earlier_failures = _answered(Path(args.out)) if resuming else (set(), False)
     options = _Options(
         gateway=gateway,
         shop_id=shop_id,
@@ -203,6 +289,8 @@ def run_batch(args: argparse.Namespace) -> int:
         total=_count_lines(args.input),
         timeout=args.timeout,
         concurrency=max(1, args.concurrency),
+        journal=str(journal) if journal is not None else None,
+        earlier_failures=earlier_failures,
     )
     with contextlib.ExitStack() as stack:
         source = (
@@ -210,9 +298,10 @@ def run_batch(args: argparse.Namespace) -> int:
             if args.input == "-"
             else stack.enter_context(Path(args.input).open(encoding="utf-8"))
         )
-        out = stack.enter_context(Path(args.out).open("w", encoding="utf-8"))
+        mode = "a" if resuming else "w"
+        out = stack.enter_context(Path(args.out).open(mode, encoding="utf-8"))
         try:
-            return anyio.run(_main, options, source, out)
+            return anyio.run(_main, options, source, out, answered)
         except InvalidRequest as exc:  # a bad gateway URL or shop id
             print(f"begateway-async run: {exc}", file=sys.stderr)  # noqa: T201
             return 2

@@ -57,7 +57,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--concurrency", type=int, default=100, help="jobs in flight (default 100)")
     run.add_argument("--timeout", type=float, default=None, help="seconds to wait for each job")
-    run.add_argument("--force", action="store_true", help="overwrite a non-empty output file")
+    run.add_argument("--force", action="store_true", help="start afresh: overwrite the output")
+    run.add_argument(
+        "--journal",
+        help="the SQLite journal (default: OUT.journal); an existing one resumes its run",
+    )
+    run.add_argument(
+        "--no-journal", action="store_true", help="keep no journal (a killed run cannot resume)"
+    )
 
     simulate = commands.add_parser("simulate", help="serve the gateway simulator on loopback")
     simulate.add_argument("--host", default="127.0.0.1")

@@ -765,6 +765,12 @@ class Gateway(Operations):
         self, entry: JournalEntry, error: BaseException | None = None, value: Any = None
     ) -> Job[Any]:
         """A job that is already over, with ``error`` or ``value``."""
+        job = self._ended_later(entry)
+        job._resolve(value, error)  # noqa: SLF001
+        return job
+
+    def _ended_later(self, entry: JournalEntry) -> Job[Any]:
+        """A job for ``entry`` that is not polled; the caller resolves it."""
         job: Job[Any] = Job(
             self,
             request_id=entry.request_id or entry.key,
@@ -776,7 +782,36 @@ class Gateway(Operations):
             idempotency_key=entry.key,
             tag=entry.tag,
         )
-        job._resolve(value, error)  # noqa: SLF001
+        job._running_at = -1.0  # noqa: SLF001 - teaches the cadence nothing
+        return job
+
+    def _replay(self, entry: JournalEntry) -> Job[Any] | None:
+        """The finished job a journalled result, one-shot error or refusal stands for.
+
+        None for outcomes without a body to replay (lost, expired, not sent):
+        the entry's ``outcome.error`` and ``outcome.message`` say what happened.
+        """
+        outcome = entry.outcome
+        if outcome is None or outcome.body is None:
+            return None
+        job = self._ended_later(entry)
+        if outcome.kind == "rejected":
+            job._resolve(  # noqa: SLF001
+                error=RequestRejected(
+                    status_code=outcome.status_code or 0,
+                    body=outcome.body.decode("utf-8", "replace"),
+                    tracking_id=entry.tracking_id,
+                )
+            )
+            return job
+        decided = p.decide_poll(
+            outcome.status_code or 200,
+            {},
+            outcome.body,
+            now=self._timebase.time(),
+            created_at=entry.created_at,
+        )
+        self._finish(job, decided if isinstance(decided, p.Done | p.Failed) else p.Done(None))
         return job
 
     async def _reconcile(self, entry: JournalEntry) -> Job[Any]:

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import httpx
 import pytest
 
 import begateway_async as bga
-from begateway_async.testing import DEMO_SHOPS, Fault, Faults, Fixed, Simulator, serve
+from begateway_async.testing import DEMO_SHOPS, Fault, Faults, Fixed, LogNormal, Simulator, serve
 from begateway_async.testing._server import spawn
 
 pytestmark = pytest.mark.anyio
@@ -151,9 +152,64 @@ def test_batch_runner(spawned, tmp_path: Path):
     assert "line 3:" in done.stderr
     assert "line 5:" in done.stderr
     assert SECRET not in done.stderr + done.stdout + out.read_text()
+    before = out.read_text()
     again = _cli("run", str(source), "--out", str(out), env=env)
-    assert again.returncode == 2
-    assert "exists" in again.stderr
+    assert again.returncode == 1, again.stderr  # resumed from the journal: the same failures
+    assert out.read_text() == before  # every line was answered already: nothing added
+    fresh = _cli("run", str(source), "--out", str(out), "--no-journal", env=env)
+    assert fresh.returncode == 2
+    assert "exists" in fresh.stderr
+
+
+def _wait_for_lines(path: Path, count: int, process: subprocess.Popen[bytes]) -> None:
+    """Return once ``path`` has ``count`` complete lines or the process ended (bounded: 60 s)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        if path.exists() and path.read_bytes().count(b"\n") >= count:
+            return
+        time.sleep(0.005)
+
+
+def test_batch_runner_killed_again_and_again_pays_each_line_once(tmp_path: Path):
+    """SIGKILL at any moment, run the same command again: every line once, no payment twice."""
+    count, kills = 80, 5
+    lines = [
+        {
+            "operation": "payment",
+            "amount": 2000 + i,
+            "currency": "USD",
+            "description": f"order {i}",
+            "tracking_id": f"kill-{i}",
+            "credit_card": {"number": "4200000000000000", "exp_month": 1, "exp_year": 2030},
+        }
+        for i in range(count)
+    ]
+    source = tmp_path / "jobs.jsonl"
+    source.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "results.jsonl"
+    simulator = Simulator(processing=LogNormal.from_percentiles(0.3, 1.5), seed=3)
+    with serve(simulator) as url:
+        env = {**os.environ, "BEGATEWAY_URL": url, "BEGATEWAY_SHOP_ID": "361"}
+        env["BEGATEWAY_SECRET_KEY"] = SECRET
+        command = [sys.executable, "-m", "begateway_async", "run", str(source), "--out", str(out)]
+        command += ["--concurrency", "40"]
+        killed = 0
+        for k in range(kills):
+            process = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)  # noqa: S603
+            # Kill it at a different point each time: once k+1 fifths of the lines are out.
+            _wait_for_lines(out, (k + 1) * count // (kills + 1), process)
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                killed += 1
+            process.wait()
+        done = subprocess.run(command, env=env, timeout=120, check=False)  # noqa: S603
+        stats = simulator.stats
+    assert done.returncode == 0
+    answered = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["line"] for r in answered) == list(range(1, count + 1))  # each exactly once
+    assert all(r["ok"] and r["status"] == "successful" for r in answered)
+    assert killed >= 3  # most runs were cut short
+    assert stats.transactions == count  # no payment made twice
 
 
 def test_batch_runner_needs_credentials(tmp_path: Path):
