@@ -33,6 +33,22 @@ def tests(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON)
+def soak(session: nox.Session) -> None:
+    """The fault-injection suite, long: thousands of jobs, twenty SIGKILLs of the batch runner."""
+    session.install("-e", ".[tests]")
+    session.env["BEGATEWAY_SOAK"] = "1"
+    session.env.setdefault("BEGATEWAY_FAULT_REPORT", "fault-report.json")
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "tests/integration/test_fault_suite.py",
+        "tests/integration/test_loopback.py::test_batch_runner_killed_again_and_again_pays_each_line_once",
+        *session.posargs,
+    )
+
+
+@nox.session(python=PYTHON)
 def demo(session: nox.Session) -> None:
     """The demo against the simulator (the README's first command)."""
     session.install("-e", ".[simulator]")
@@ -41,7 +57,7 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """Micro-benchmarks, the load and the memory benchmarks (``nox -s bench -- --quick`` for a smoke run)."""
+    """Micro, load and memory benchmarks (``nox -s bench -- --quick`` for a smoke run)."""
     session.install("-e", ".[bench]")
     session.run(
         "python",

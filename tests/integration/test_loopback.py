@@ -172,7 +172,7 @@ def _wait_for_lines(path: Path, count: int, process: subprocess.Popen[bytes]) ->
 
 def test_batch_runner_killed_again_and_again_pays_each_line_once(tmp_path: Path):
     """SIGKILL at any moment, run the same command again: every line once, no payment twice."""
-    count, kills = 80, 5
+    count, kills = (1000, 20) if os.environ.get("BEGATEWAY_SOAK") == "1" else (80, 5)
     lines = [
         {
             "operation": "payment",
@@ -210,6 +210,19 @@ def test_batch_runner_killed_again_and_again_pays_each_line_once(tmp_path: Path)
     assert all(r["ok"] and r["status"] == "successful" for r in answered)
     assert killed >= 3  # most runs were cut short
     assert stats.transactions == count  # no payment made twice
+    report = os.environ.get("BEGATEWAY_FAULT_REPORT")
+    if report:
+        figures = json.loads(Path(report).read_text()) if Path(report).exists() else {}
+        figures["sigkill_batch"] = {
+            "lines": count,
+            "kills": killed,
+            "submits": stats.requests["submit"],
+            "resent_same_request_id": stats.replays,
+            "transactions": stats.transactions,
+            "lines_answered": len(answered),
+            "duplicate_submits": stats.transactions - count,
+        }
+        Path(report).write_text(json.dumps(figures, indent=1))
 
 
 def test_batch_runner_needs_credentials(tmp_path: Path):

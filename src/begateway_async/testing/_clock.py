@@ -99,6 +99,14 @@ class VirtualClock:
                 timer.active = False
                 timer.event.set()
 
+    async def jump(self, seconds: float) -> None:
+        """Move time forward by ``seconds`` at once, as a machine waking from suspend sees it.
+
+        Every sleeper due by then wakes at the new time, none on the way.
+        """
+        self._jump(self._now + seconds)
+        await settle()
+
     async def advance(self, seconds: float) -> None:
         """Move time forward by ``seconds``, waking each sleeper at its deadline in order.
 
