@@ -290,13 +290,37 @@ async def test_outage_past_24h_expires(open_gateway, router, clock):
     ],
 )
 async def test_lost_reply_then_unknown(open_gateway, router, failure, lost):
-    """A sent poll whose reply was lost, then 404: JobLost says a one-shot body may be gone."""
+    """A sent poll whose reply was lost, then 404: JobLost says a one-shot body may be gone.
+
+    After a lost reply the tracking-id query tells what the gateway holds.
+    """
     accept(router)
     router.get(RESULT).mock(side_effect=[failure, unknown()])
+    lookup = router.get("/async/v2/transactions/tracking_id/order-42").mock(
+        return_value=httpx.Response(200, json={"transactions": []})
+    )
     async with open_gateway() as gw:
         with pytest.raises(bga.JobLost) as info:
             await gw.payment(payment())
     assert info.value.after_lost_reply is lost
+    assert lookup.call_count == (1 if lost else 0)
+    assert info.value.transactions == (() if lost else None)
+    if lost:
+        assert "error body is gone" in str(info.value)
+
+
+async def test_lost_reply_lookup_finds_the_transaction(open_gateway, router):
+    """When the tracking-id query finds the transaction, JobLost carries it."""
+    accept(router)
+    router.get(RESULT).mock(side_effect=[httpx.ReadTimeout("read timed out"), unknown()])
+    router.get("/async/v2/transactions/tracking_id/order-42").mock(
+        return_value=httpx.Response(200, json={"transactions": [transaction()["transaction"]]})
+    )
+    async with open_gateway() as gw:
+        with pytest.raises(bga.JobLost) as info:
+            await gw.payment(payment())
+    (tx,) = info.value.transactions or ()
+    assert tx.uid == transaction()["transaction"]["uid"]
 
 
 # --- transient failures and throttling ----------------------------------------------------

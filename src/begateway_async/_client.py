@@ -589,6 +589,12 @@ class Gateway(Operations):
                 )
             )
         elif isinstance(outcome, p.Unknown):
+            lost_reply = job._lost_reply and not outcome.expired  # noqa: SLF001
+            if lost_reply and job.tracking_id is not None and self._tg is not None:
+                # The lost reply may have carried a one-shot error body: find
+                # out what the gateway holds before telling the waiters.
+                self._tg.start_soon(self._settle_lost_reply, job)
+                return
             job._resolve(error=self._unknown(job, expired=outcome.expired))  # noqa: SLF001
         elif isinstance(outcome, p.Refused):
             job._resolve(  # noqa: SLF001
@@ -656,6 +662,32 @@ class Gateway(Operations):
                 gap = min(max(offset - elapsed, self._cadence.min_gap), policy.max_delay)
                 return gap * (1.0 + policy.jitter / 4 * (2.0 * self._rng.random() - 1.0))
         return policy.delay(job.polls, self._rng)
+
+    async def _settle_lost_reply(self, job: Job[Any]) -> None:
+        """End a job whose task is unknown after a lost reply, with what its tracking id shows."""
+        found: tuple[Any, ...] | None = None
+        try:
+            assert job.tracking_id is not None  # noqa: S101 - checked by the caller
+            query = await self.submit(TrackingIdQuery(tracking_id=job.tracking_id))
+            found = tuple(tx for tx in await query if tx.type == job.operation)
+        except GatewayError as exc:
+            logger.warning("request_id=%s: the tracking-id lookup failed: %s", job.request_id, exc)
+        if found is None:
+            what = "the tracking-id lookup failed too"
+        elif found:
+            what = f"the tracking-id query finds {len(found)} {job.operation} transaction(s)"
+        else:
+            what = "no transaction has its tracking_id: the task failed and its error body is gone"
+        job._resolve(  # noqa: SLF001
+            error=JobLost(
+                f"the reply that may have carried the task's one-shot answer was lost; {what}",
+                after_lost_reply=True,
+                request_id=job.request_id,
+                tracking_id=job.tracking_id,
+                transactions=found,
+            )
+        )
+        await self._record_end(job)
 
     @staticmethod
     def _unknown(job: Job[Any], *, expired: bool) -> GatewayError:

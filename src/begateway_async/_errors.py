@@ -245,13 +245,24 @@ class JobLost(JobError):  # noqa: N818
         after_lost_reply: True when an earlier poll of this job was sent but its
             reply was lost in transit, so that poll may have been the one that
             consumed a one-shot error body.
+        transactions: after a lost reply, what the Gateway's tracking-id query
+            found of the operation's type (empty: the task made no transaction,
+            so it failed at the gateway and its error body is gone); None when
+            no lookup was made or it failed.
     """
 
     def __init__(
-        self, message: str, *, request_id: str, tracking_id: str | None, after_lost_reply: bool
+        self,
+        message: str,
+        *,
+        request_id: str,
+        tracking_id: str | None,
+        after_lost_reply: bool,
+        transactions: tuple[Any, ...] | None = None,
     ) -> None:
         super().__init__(message, request_id=request_id, tracking_id=tracking_id)
         self.after_lost_reply = after_lost_reply
+        self.transactions = transactions
 
 
 class JobAbandoned(JobError):  # noqa: N818

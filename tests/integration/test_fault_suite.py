@@ -124,7 +124,8 @@ async def test_every_fault_at_once_over_loopback(tmp_path: Path):
     # Where the gateway really failed, the whole 500 body reached the caller...
     assert all((f.status_code, f.body) == (500, SORRY) for f in failed)
     # ...unless the reply carrying it was itself cut: then JobLost says so.
-    assert all(exc.after_lost_reply for exc in lost)
+    # and the tracking-id lookup confirms no transaction was made.
+    assert all(exc.after_lost_reply and not exc.transactions for exc in lost)
     assert len(paid) + len(failed) + len(lost) == count
     assert simulator.stats.transactions == len(paid)  # none twice
     assert unfinished == []  # every outcome is in the journal
