@@ -48,7 +48,7 @@ from ._operations import Operations
 from ._requests import Request, TrackingIdQuery
 from ._scheduler import Scheduler
 from ._serde import parse_result, request_body
-from ._transports import HttpChoice, HttpCore, choose_transport
+from ._transports import AnswerTooLarge, HttpChoice, HttpCore, choose_transport
 from ._version import __version__
 
 __all__ = ["Gateway"]
@@ -203,6 +203,7 @@ class Gateway(Operations):
             transport,
             headers,
             httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool),
+            self.limits.max_answer_bytes,
         )
         tg = anyio.create_task_group()
         await tg.__aenter__()
@@ -499,6 +500,12 @@ class Gateway(Operations):
         job.polls += 1
         try:
             answer = await self._client().request("GET", job._next_url)  # noqa: SLF001
+        except AnswerTooLarge as exc:
+            job._resolve(  # noqa: SLF001
+                error=MalformedResponse(str(exc), body=None, request_id=job.request_id)
+            )
+            await self._record_end(job)
+            return
         except httpx.HTTPError as exc:
             outcome: p.PollOutcome = p.Transient(
                 _describe(exc), maybe_consumed=not isinstance(exc, _NOT_SENT)

@@ -157,12 +157,17 @@ class Limits:
             bookkeeping grows with its size).
         submit_attempts: how many times one submit is sent (always with the
             same ``RequestID``) when its outcome is unknown.
+        max_answer_bytes: the most of one answer that is read (1 MiB; a
+            transaction is a few KB). A longer answer to a poll ends that job
+            with `MalformedResponse`; to a submit, it counts as no answer (the
+            submit is re-sent with its ``RequestID``).
     """
 
     polls_per_host: int = attrs.field(default=64, validator=_positive_int)
     concurrent_submits: int = attrs.field(default=16, validator=_positive_int)
     max_connections: int = attrs.field(default=80, validator=_positive_int)
     submit_attempts: int = attrs.field(default=3, validator=_positive_int)
+    max_answer_bytes: int = attrs.field(default=1 << 20, validator=_positive_int)
 
 
 def origin_of(url: str) -> tuple[str, str, int]:

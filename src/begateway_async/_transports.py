@@ -8,16 +8,28 @@ the extra, it uses httpx's default transport.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import contextlib
+from typing import Any, Final, Literal
 
 import httpx
 import sniffio
 
 from ._errors import InvalidRequest
 
-__all__ = ["HttpChoice", "HttpCore", "choose_transport"]
+__all__ = ["AnswerTooLarge", "HttpChoice", "HttpCore", "choose_transport"]
 
 HttpChoice = Literal["auto", "httpx", "aiohttp"]
+
+#: The request extension that tells our transports how much of an answer to read.
+MAX_ANSWER: Final = "begateway_async.max_answer_bytes"
+
+
+class AnswerTooLarge(httpx.DecodingError):
+    """An answer longer than `Limits.max_answer_bytes`; the rest of it was not read."""
+
+    def __init__(self, limit: int, request: httpx.Request) -> None:
+        super().__init__(f"the answer is longer than {limit} bytes", request=request)
+        self.limit = limit
 
 
 class _AiohttpTransport(httpx.AsyncBaseTransport):
@@ -93,7 +105,9 @@ class _AiohttpTransport(httpx.AsyncBaseTransport):
                 allow_redirects=False,
                 timeout=self._timeout(request.extensions.get("timeout", {})),
             ) as answer:
-                body = await answer.read()
+                body = await self._read(answer, request)
+        except AnswerTooLarge:
+            raise
         except Exception as exc:
             raise self._mapped(exc, request) from exc
         return httpx.Response(
@@ -103,6 +117,23 @@ class _AiohttpTransport(httpx.AsyncBaseTransport):
             request=request,
             extensions={"http_version": b"HTTP/1.1"},
         )
+
+    @staticmethod
+    async def _read(answer: Any, request: httpx.Request) -> bytes:
+        """The whole body, or `AnswerTooLarge` as soon as it passes the request's limit."""
+        limit = request.extensions.get(MAX_ANSWER)
+        if limit is None:
+            return bytes(await answer.read())
+        if answer.content_length is not None and answer.content_length > limit:
+            raise AnswerTooLarge(limit, request)
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in answer.content.iter_any():
+            size += len(chunk)
+            if size > limit:
+                raise AnswerTooLarge(limit, request)
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def _mapped(self, exc: Exception, request: httpx.Request) -> Exception:
         """The httpx error for an aiohttp failure; anything after sending may have arrived."""
@@ -163,17 +194,19 @@ class HttpCore:
         timeout: per-request timeouts.
     """
 
-    __slots__ = ("_extensions", "_headers", "_transport")
+    __slots__ = ("_extensions", "_headers", "_limit", "_transport")
 
     def __init__(
         self,
         transport: httpx.AsyncBaseTransport,
         headers: list[tuple[bytes, bytes]],
         timeout: httpx.Timeout,
+        max_answer_bytes: int = 1 << 20,
     ) -> None:
         self._transport = transport
         self._headers = headers
-        self._extensions = {"timeout": timeout.as_dict()}
+        self._limit = max_answer_bytes
+        self._extensions = {"timeout": timeout.as_dict(), MAX_ANSWER: max_answer_bytes}
 
     def __repr__(self) -> str:
         return f"<HttpCore {type(self._transport).__name__}>"
@@ -204,10 +237,44 @@ class HttpCore:
         response = await self._transport.handle_async_request(request)
         response.request = request
         try:
-            await response.aread()
+            if isinstance(response.stream, httpx.ByteStream):  # read already (our aiohttp)
+                await response.aread()
+                if len(response.content) > self._limit:
+                    raise AnswerTooLarge(self._limit, request)
+                return response
+            return await self._read_capped(response, request)
         finally:
             await response.aclose()
-        return response
+
+    async def _read_capped(
+        self, response: httpx.Response, request: httpx.Request
+    ) -> httpx.Response:
+        """Read a streamed answer up to the limit (decoded bytes: no decompression bombs)."""
+        declared = response.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self._limit:
+            raise AnswerTooLarge(self._limit, request)
+        chunks: list[bytes] = []
+        size = 0
+        reading = response.aiter_bytes()
+        async for chunk in reading:
+            size += len(chunk)
+            if size > self._limit:
+                # Close the connection, then let the readers run into it and
+                # end, rather than leaving them suspended for the collector.
+                await response.aclose()
+                with contextlib.suppress(Exception):
+                    async for _ in reading:
+                        pass
+                raise AnswerTooLarge(self._limit, request)
+            chunks.append(chunk)
+        headers = [(k, v) for k, v in response.headers.raw if k.lower() != b"content-encoding"]
+        return httpx.Response(
+            response.status_code,
+            headers=headers,
+            content=b"".join(chunks),
+            request=request,
+            extensions=response.extensions,
+        )
 
     async def aclose(self) -> None:
         """Close the transport and its connections."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import time
 
 import anyio
 import httpx
@@ -162,3 +164,48 @@ async def test_aiohttp_transport_reads_the_whole_answer():
     assert answer.status_code == 404
     assert answer.headers["content-type"].startswith("application/json")
     assert answer.json()
+
+
+@pytest.mark.parametrize("http", ["httpx", "auto"])
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+async def test_an_oversized_answer_is_cut_off_and_fails_only_its_job(http, declared):
+    """A poll answered with more than max_answer_bytes ends that job (MalformedResponse)."""
+    big = b"[" + b"0," * 40_000 + b"0]"  # 80 KB of valid JSON
+    if declared:
+        reply = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(big) + big
+    else:
+        chunk = b"%x\r\n" % len(big) + big + b"\r\n0\r\n\r\n"
+        reply = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk
+    server = _listening()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}"
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: _serve_raw(server, reply, hang_up=True))
+            async with bga.Gateway(
+                url,
+                361,
+                DEMO_SHOPS["361"],
+                http=http,
+                limits=bga.Limits(max_answer_bytes=10_000),
+            ) as gw:
+                job = gw.resume(_token(url))
+                with pytest.raises(bga.MalformedResponse, match="longer than 10000 bytes"):
+                    await job
+            tg.cancel_scope.cancel()
+    finally:
+        server.close()
+
+
+def _token(url: str) -> str:
+    """A job token for a task on ``url`` (as another process would have saved it)."""
+    data = {
+        "type": "begateway-async/job",
+        "v": 1,
+        "gateway": url,
+        "request_id": "big-1",
+        "status_url": f"{url}/async/status/big-1",
+        "response_url": f"{url}/async/responses/big-1",
+        "operation": "payment",
+        "created_at": time.time(),
+    }
+    return json.dumps(data)
