@@ -18,8 +18,10 @@ from __future__ import annotations
 import asyncio
 import json
 import resource
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -208,8 +210,17 @@ async def ours(n: int, url: str, options: dict[str, Any]) -> Recorder:
     recorder = Recorder()
     poll = bga.PollPolicy(**options.get("poll", {}))
     limits = bga.Limits(**options.get("limits", {}))
+    journal = None
+    if options.get("journal"):
+        journal = Path(tempfile.mkdtemp()) / "journal.db"
     gateway = bga.Gateway(
-        url, SHOP, SECRET, poll=poll, limits=limits, http=options.get("http", "httpx")
+        url,
+        SHOP,
+        SECRET,
+        poll=poll,
+        limits=limits,
+        http=options.get("http", "httpx"),
+        journal=journal,
     )
     submitters = 64
 

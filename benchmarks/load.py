@@ -113,6 +113,8 @@ def label(row: dict[str, Any]) -> str:
             parts.append(f"backoff {poll.get('first_delay', 0.6):g}x{poll.get('factor', 1.35):g}")
         elif "lag_weight" in poll:
             parts.append(f"adaptive w={poll['lag_weight']:g}")
+        if options.get("journal"):
+            parts.append("SQLite journal")
         name = "ours" + (f" ({', '.join(parts)})" if parts else "")
     http = options.get("http", "httpx")
     return f"{name} [{http}]"
@@ -153,6 +155,7 @@ def plan_runs(
         ]
     for n in sizes:
         runs += [("ours", n, {"http": "httpx"}), ("ours", n, {"http": "aiohttp"})]
+        runs.append(("ours", n, {"http": "aiohttp", "journal": True}))
         if n > 20_000:  # the baselines would take too long
             continue
         runs += [
