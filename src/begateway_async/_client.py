@@ -60,6 +60,20 @@ T = TypeVar("T")
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 
 
+#: Operations whose answer is not a transaction of their own: nothing to look up by tracking id.
+_QUERIES = frozenset({"status_query", "tracking_id_query", "balance_query"})
+
+
+def _types_of(operation: str) -> frozenset[str]:
+    """The transaction types an operation's transaction may carry (payouts: also ``credit``)."""
+    return frozenset({operation, "credit"}) if operation == "payout" else frozenset({operation})
+
+
+def _makes_transactions(job: Job[Any]) -> bool:
+    """Whether a tracking-id lookup can tell what became of ``job``."""
+    return job.tracking_id is not None and job.operation not in _QUERIES
+
+
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
@@ -597,7 +611,7 @@ class Gateway(Operations):
             )
         elif isinstance(outcome, p.Unknown):
             lost_reply = job._lost_reply and not outcome.expired  # noqa: SLF001
-            if lost_reply and job.tracking_id is not None and self._tg is not None:
+            if lost_reply and _makes_transactions(job) and self._tg is not None:
                 # The lost reply may have carried a one-shot error body: find
                 # out what the gateway holds before telling the waiters.
                 self._tg.start_soon(self._settle_lost_reply, job)
@@ -676,7 +690,7 @@ class Gateway(Operations):
         try:
             assert job.tracking_id is not None  # noqa: S101 - checked by the caller
             query = await self.submit(TrackingIdQuery(tracking_id=job.tracking_id))
-            found = tuple(tx for tx in await query if tx.type == job.operation)
+            found = tuple(tx for tx in await query if tx.type in _types_of(job.operation))
         except GatewayError as exc:
             logger.warning("request_id=%s: the tracking-id lookup failed: %s", job.request_id, exc)
         if found is None:
@@ -855,8 +869,15 @@ class Gateway(Operations):
 
     async def _reconcile(self, entry: JournalEntry) -> Job[Any]:
         """Learn what became of a submit past the key window, by its tracking id."""
-        if entry.tracking_id is None:
+        if entry.operation in _QUERIES:
             error: GatewayError = JobLost(
+                "a query unanswered for 24 hours: its answer is gone; send it again",
+                after_lost_reply=False,
+                request_id=entry.key,
+                tracking_id=entry.tracking_id,
+            )
+        elif entry.tracking_id is None:
+            error = JobLost(
                 "the submit's fate is unknown and it has no tracking_id to look it up by",
                 after_lost_reply=False,
                 request_id=entry.key,
@@ -865,7 +886,7 @@ class Gateway(Operations):
         else:
             try:
                 query = await self.submit(TrackingIdQuery(tracking_id=entry.tracking_id))
-                found = [tx for tx in await query if tx.type == entry.operation]
+                found = [tx for tx in await query if tx.type in _types_of(entry.operation)]
             except GatewayError as exc:
                 error = exc
             else:

@@ -6,6 +6,7 @@ import sqlite3
 import stat
 
 import anyio
+import attrs
 import pytest
 
 import begateway_async as bga
@@ -210,3 +211,20 @@ async def test_sqlite_journal_commits_in_groups_and_erases_card_data(connect, tm
     with sqlite3.connect(path) as db:
         rows = db.execute("SELECT count(*), count(body), count(outcome) FROM entries").fetchone()
     assert rows == (63, 0, 63)
+
+
+async def test_an_old_unanswered_query_is_not_looked_up(connect, simulator, clock, journal):
+    """A query left unanswered past 24 hours ends as JobLost at once: nothing to reconcile."""
+    async with connect(journal=journal) as gw:
+        query = attrs.evolve(
+            _intent(gw, "key-query", "order-1", clock() - 25 * HOUR),
+            operation="tracking_id_query",
+            method="GET",
+            path="/async/v2/transactions/tracking_id/order-1",
+            body=None,
+        )
+        await journal.intent(query)
+        (job,) = await gw.resume_all()
+        with pytest.raises(bga.JobLost, match="send it again"):
+            await job
+    assert simulator.stats.requests.total() == 0
