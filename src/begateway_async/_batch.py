@@ -7,8 +7,10 @@ number. A bad line is reported on stderr with its number and answered in the
 output with ``"error": "InvalidRequest"``, never silently dropped.
 
 Exit status: 0 when every line gave a transaction that did not fail; 1 when
-any line was bad, any job ended with an error, or any transaction's status is
-``failed``; 2 for a usage error (missing credentials, output exists).
+any line was bad, any job ended with an error, any transaction's status is
+``failed``, or a submit got no answer (with a journal such a line is left
+unanswered and the next run of the same command settles it); 2 for a usage
+error (missing credentials, output exists).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from ._console import Progress
 from ._errors import GatewayError, InvalidRequest, JobError, SubmitIndeterminate, _BodyError
 from ._input import request_from_mapping
 from ._jobs import Job
+from ._journal import MemoryJournal
 from ._models import Balance, Transaction
 
 __all__ = ["run_batch"]
@@ -97,6 +100,8 @@ class _Batch:
         self.progress = progress
         self.timeout = timeout
         self.failures = 0
+        self.undetermined = 0
+        self.settle_later = gw.journal is not None and not isinstance(gw.journal, MemoryJournal)
 
     def write(self, record: dict[str, Any], *, failed: bool) -> None:
         self.out.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
@@ -123,6 +128,19 @@ class _Batch:
             except InvalidRequest as exc:
                 print(f"line {number}: {exc}", file=sys.stderr)  # noqa: T201
                 self.write({**record, "ok": False, **_error_fields(exc)}, failed=True)
+                return
+            except SubmitIndeterminate as exc:
+                if not self.settle_later:
+                    self.write({**record, "ok": False, **_error_fields(exc)}, failed=True)
+                    return
+                # Not answered yet: the journal keeps the intent, and the next
+                # run re-sends it with its RequestID and writes the real outcome.
+                self.undetermined += 1
+                print(  # noqa: T201
+                    f"line {number}: no answer after {exc.attempts} sends "
+                    f"(RequestID {exc.idempotency_key}); run the same command again to settle it",
+                    file=sys.stderr,
+                )
                 return
             except GatewayError as exc:
                 self.write({**record, "ok": False, **_error_fields(exc)}, failed=True)
@@ -221,7 +239,7 @@ async def _main(options: _Options, source: IO[str], out: IO[str], answered: set[
             await batch.run(source, options.concurrency, answered | held)
     finally:
         progress.close()
-    return 1 if batch.failures or options.earlier_failures else 0
+    return 1 if batch.failures or batch.undetermined or options.earlier_failures else 0
 
 
 def _answered(path: Path) -> tuple[set[int], bool]:

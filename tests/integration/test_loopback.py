@@ -275,3 +275,38 @@ def test_simulate_stops_cleanly_on_ctrl_c():
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
+
+
+def test_batch_runner_settles_an_unanswered_submit_on_the_next_run(tmp_path: Path):
+    """A submit with no answer after every send is left unanswered, then settled by a rerun."""
+    lines = [
+        {
+            "operation": "payment",
+            "amount": 3000 + i,
+            "currency": "USD",
+            "description": f"order {i}",
+            "tracking_id": f"settle-{i}",
+            "credit_card": {"number": "4200000000000000", "exp_month": 1, "exp_year": 2030},
+        }
+        for i in range(3)
+    ]
+    source = tmp_path / "jobs.jsonl"
+    source.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    out = tmp_path / "results.jsonl"
+    # The first three acknowledgements are garbled: line 1 (sent alone first) gets no answer.
+    faults = Faults(truncate=Fault(script=[True, True, True], on={"submit"}))
+    simulator = Simulator(processing=Fixed(0.05), faults=faults)
+    with serve(simulator) as url:
+        env = {"BEGATEWAY_URL": url, "BEGATEWAY_SHOP_ID": "361", "BEGATEWAY_SECRET_KEY": SECRET}
+        first = _cli("run", str(source), "--out", str(out), "--concurrency", "1", env=env)
+        assert first.returncode == 1
+        assert "line 1: no answer" in first.stderr
+        assert sorted(json.loads(x)["line"] for x in out.read_text().splitlines()) == [2, 3]
+        second = _cli("run", str(source), "--out", str(out), env=env)
+        stats = simulator.stats
+    assert second.returncode == 0, second.stderr
+    answered = {json.loads(x)["line"]: json.loads(x) for x in out.read_text().splitlines()}
+    assert sorted(answered) == [1, 2, 3]
+    assert answered[1]["ok"]
+    assert stats.transactions == 3  # line 1 was made once, by its first send
+    assert stats.replays == 3  # its two re-sends in run 1 and the one in run 2
