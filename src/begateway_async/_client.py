@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import random
+import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable
 from types import TracebackType
@@ -310,7 +311,7 @@ class Gateway(Operations):
             shop_id=self.shop_id,
             operation=request.operation,
             method=request._method,  # noqa: SLF001
-            path="/async" + request.path(),
+            path=sys.intern("/async" + request.path()),  # one string per endpoint, not per job
             body=request_body(request),
             headers=tuple(request._headers.items()),  # noqa: SLF001
             tracking_id=request.key,
