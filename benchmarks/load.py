@@ -188,6 +188,15 @@ def plan_runs(
     return runs
 
 
+def _save(plt: Any, figure: Any, axes: Any, path: Path) -> str:
+    """Put the legend on the first axes, write the figure as PNG, return the file's name."""
+    axes[0].legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path.name
+
+
 def plots(rows: list[dict[str, Any]], directory: Path) -> list[str]:
     """The trade-off curve and the per-N figures, as PNG files."""
     try:
@@ -225,12 +234,7 @@ def plots(rows: list[dict[str, Any]], directory: Path) -> list[str]:
         axis.set_ylabel("HTTP requests per job")
         axis.set_title(f"requests per job against lag {what}, N = {n}")
         axis.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    path = directory / "tradeoff.png"
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    written.append(path.name)
+    written.append(_save(plt, figure, axes, directory / "tradeoff.png"))
     sizes = sorted({r["n"] for r in rows})
     if len(sizes) > 1:
         figure, axes = plt.subplots(1, 2, figsize=(12, 5))
@@ -258,12 +262,7 @@ def plots(rows: list[dict[str, Any]], directory: Path) -> list[str]:
             axis.set_xlabel("concurrent jobs N")
             axis.set_ylabel(what)
             axis.grid(alpha=0.3)
-        axes[0].legend(fontsize=7)
-        path = directory / "scaling.png"
-        figure.tight_layout()
-        figure.savefig(path, dpi=110)
-        plt.close(figure)
-        written.append(path.name)
+        written.append(_save(plt, figure, axes, directory / "scaling.png"))
     return written
 
 

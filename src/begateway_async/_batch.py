@@ -101,7 +101,7 @@ class _Batch:
         self.timeout = timeout
         self.failures = 0
         self.undetermined = 0
-        self.settle_later = gw.journal is not None and not isinstance(gw.journal, MemoryJournal)
+        self.settle_later = not isinstance(gw.journal, MemoryJournal)  # a journal that lasts
 
     def write(self, record: dict[str, Any], *, failed: bool) -> None:
         self.out.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")

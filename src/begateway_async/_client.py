@@ -479,17 +479,7 @@ class Gateway(Operations):
 
     def _answered(self, entry: JournalEntry, answer: p.Immediate) -> Job[Any]:
         """A job for a POST that was answered with its result at once."""
-        job: Job[Any] = Job(
-            self,
-            request_id=entry.key,
-            status_url="",
-            response_url="",
-            tracking_id=entry.tracking_id,
-            operation=entry.operation,
-            created_at=entry.created_at,
-            idempotency_key=entry.key,
-            tag=entry.tag,
-        )
+        job = self._ended_later(entry)
         self._finish(job, p.Done(answer.body))
         return job
 
@@ -825,7 +815,7 @@ class Gateway(Operations):
 
     def _ended_later(self, entry: JournalEntry) -> Job[Any]:
         """A job for ``entry`` that is not polled; the caller resolves it."""
-        job: Job[Any] = Job(
+        return Job(
             self,
             request_id=entry.request_id or entry.key,
             status_url=entry.status_url or "",
@@ -836,8 +826,6 @@ class Gateway(Operations):
             idempotency_key=entry.key,
             tag=entry.tag,
         )
-        job._running_at = -1.0  # noqa: SLF001 - teaches the cadence nothing
-        return job
 
     def _replay(self, entry: JournalEntry) -> Job[Any] | None:
         """The finished job a journalled result, one-shot error or refusal stands for.
@@ -849,6 +837,7 @@ class Gateway(Operations):
         if outcome is None or outcome.body is None:
             return None
         job = self._ended_later(entry)
+        job._running_at = -1.0  # noqa: SLF001 - an old answer teaches the cadence nothing
         if outcome.kind == "rejected":
             job._resolve(  # noqa: SLF001
                 error=RequestRejected(
