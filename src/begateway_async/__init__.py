@@ -25,6 +25,7 @@ from ._config import (
     Timeouts,
 )
 from ._errors import (
+    FollowUpTimeout,
     GatewayError,
     InvalidRequest,
     JobAbandoned,
@@ -38,12 +39,17 @@ from ._errors import (
     SubmitIndeterminate,
     TransportError,
     UnsafeURL,
+    WebhookMalformed,
+    WebhookRejected,
+    WebhookSignatureInvalid,
+    WebhookUnauthorized,
 )
 from ._jobs import Job, JobState
 from ._journal import (
     Journal,
     JournalEntry,
     JournalError,
+    JournalNotification,
     JournalOutcome,
     MemoryJournal,
     SQLiteJournal,
@@ -70,6 +76,7 @@ from ._requests import (
     Void,
 )
 from ._version import __version__
+from ._webhooks import Notification, WebhookEndpoint, WebhookVerifier
 
 __all__ = [
     "BEGATEWAY_DEMO",
@@ -90,6 +97,7 @@ __all__ = [
     "CreditCard",
     "Customer",
     "EncryptedCreditCard",
+    "FollowUpTimeout",
     "Gateway",
     "GatewayError",
     "InvalidRequest",
@@ -104,10 +112,12 @@ __all__ = [
     "Journal",
     "JournalEntry",
     "JournalError",
+    "JournalNotification",
     "JournalOutcome",
     "Limits",
     "MalformedResponse",
     "MemoryJournal",
+    "Notification",
     "Payment",
     "Payout",
     "PollPolicy",
@@ -127,6 +137,12 @@ __all__ = [
     "TransportError",
     "UnsafeURL",
     "Void",
+    "WebhookEndpoint",
+    "WebhookMalformed",
+    "WebhookRejected",
+    "WebhookSignatureInvalid",
+    "WebhookUnauthorized",
+    "WebhookVerifier",
     "__version__",
 ]
 

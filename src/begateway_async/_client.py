@@ -31,6 +31,7 @@ from ._config import (
     validate_base_url,
 )
 from ._errors import (
+    FollowUpTimeout,
     GatewayError,
     InvalidRequest,
     JobAbandoned,
@@ -44,13 +45,22 @@ from ._errors import (
     UnsafeURL,
 )
 from ._jobs import Job, read_token
-from ._journal import Journal, JournalEntry, JournalError, JournalOutcome, open_journal
+from ._journal import (
+    Journal,
+    JournalEntry,
+    JournalError,
+    JournalNotification,
+    JournalOutcome,
+    open_journal,
+)
+from ._models import Transaction
 from ._operations import Operations
-from ._requests import Request, TrackingIdQuery
+from ._requests import Request, StatusQuery, TrackingIdQuery
 from ._scheduler import Scheduler
 from ._serde import parse_result, request_body
 from ._transports import AnswerTooLarge, HttpChoice, HttpCore, choose_transport
 from ._version import __version__
+from ._webhooks import Headers, Notification, WebhookVerifier
 
 __all__ = ["Gateway"]
 
@@ -75,6 +85,28 @@ def _makes_transactions(job: Job[Any]) -> bool:
     return job.tracking_id is not None and job.operation not in _QUERIES
 
 
+#: How `Gateway.follow` checks an incomplete transaction when no notification comes:
+#: 5 s, then 1.5 times longer each time, at most a minute apart.
+FOLLOW_POLICY = PollPolicy(first_delay=5.0, factor=1.5, max_delay=60.0, adaptive=False)
+
+#: A notification's transaction created more than this before a job's submit
+#: is not that job's (an earlier attempt with the same tracking id); allows
+#: for the gateway's clock and ours disagreeing a little.
+_CLOCK_SKEW = 5.0
+
+#: How many uids of ended jobs (and final notifications) a Gateway remembers:
+#: a notification of one of them never ends another job.
+_REMEMBERED = 16_384
+
+
+def _remember(memory: dict[str, T], key: str, value: T) -> None:
+    """Keep ``key`` in a bounded insertion-ordered dict (the oldest goes first)."""
+    memory.pop(key, None)
+    memory[key] = value
+    if len(memory) > _REMEMBERED:
+        del memory[next(iter(memory))]
+
+
 def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
@@ -86,6 +118,24 @@ def _request_id_header(key: object) -> str:
     if not isinstance(key, str) or not 0 < len(key) <= 255:  # noqa: PLR2004
         raise InvalidRequest("idempotency_key", "must be a string of 1 to 255 characters")
     return key
+
+
+class _Waiter:
+    """One `Gateway.follow` call waiting for a final notification."""
+
+    __slots__ = ("event", "value")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.value: Transaction | None = None
+
+    def __call__(self, transaction: Transaction) -> None:
+        self.value = transaction
+        self.event.set()
+
+    def arrived(self) -> Transaction | None:
+        """The final transaction, once a notification brought it."""
+        return self.value
 
 
 class Gateway(Operations):
@@ -122,6 +172,9 @@ class Gateway(Operations):
         api_version: sent as ``X-API-Version`` on every request (``3`` asks for
             the flat v3 answers; both shapes parse). Requests that need a
             particular version (`BalanceQuery` needs 2) keep theirs.
+        webhook_key: the shop's public key (PEM, or the bare base64 body the
+            back office shows): notifications given to `deliver` must then
+            carry a valid ``Content-Signature``. Needs the ``webhooks`` extra.
     """
 
     def __init__(
@@ -141,6 +194,7 @@ class Gateway(Operations):
         api_version: int | None = None,
         http: HttpChoice = "auto",
         journal: Journal | str | os.PathLike[str] | None = None,
+        webhook_key: str | bytes | None = None,
     ) -> None:
         self.base_url = validate_base_url(base_url, allow_insecure_http=allow_insecure_http)
         if isinstance(shop_id, bool) or not isinstance(shop_id, int | str) or not str(shop_id):
@@ -187,6 +241,16 @@ class Gateway(Operations):
         self._scheduler: Scheduler[Job[Any]] = Scheduler(
             self._timebase, self._poll, cap=self.limits.polls_per_host
         )
+        #: Verifies notifications: HTTP Basic with this shop's credentials, and
+        #: ``Content-Signature`` when ``webhook_key`` is given.
+        self.webhooks = WebhookVerifier(self.shop_id, secret_key, public_key=webhook_key)
+        # Pending jobs by tracking id, built on the first notification (no cost
+        # to those who never get one), and the latest uids that ended jobs.
+        self._by_tracking: dict[str, list[Job[Any]]] | None = None
+        self._ended_uids: dict[str, None] = {}
+        self._claimed: set[str] = set()  # request ids whose answer is being recorded
+        self._followers: dict[str, list[_Waiter]] = {}
+        self._finals: dict[str, Transaction] = {}  # final notifications, by uid
 
     def __repr__(self) -> str:
         return f"<Gateway {self.base_url} shop_id={self.shop_id!r} pending={len(self._jobs)}>"
@@ -262,6 +326,11 @@ class Gateway(Operations):
         if self._http is None or self._tg is None:
             raise RuntimeError("use the Gateway as `async with Gateway(...) as gw:` first")
         return self._http
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the Gateway is inside ``async with`` (it submits and takes notifications)."""
+        return self._tg is not None and self._http is not None
 
     @property
     def pending(self) -> int:
@@ -488,6 +557,8 @@ class Gateway(Operations):
         if not self._jobs:
             self._idle = anyio.Event()
         self._jobs[job.request_id] = job
+        if self._by_tracking is not None and job.tracking_id is not None:
+            self._by_tracking.setdefault(job.tracking_id, []).append(job)
         self._scheduler.schedule(self._origin, self._timebase.monotonic() + delay, job)
 
     def _forget(self, job: Job[Any]) -> None:
@@ -495,6 +566,12 @@ class Gateway(Operations):
             del self._jobs[job.request_id]
             if not self._jobs:
                 self._idle.set()
+            if self._by_tracking is not None and job.tracking_id is not None:
+                same = self._by_tracking.get(job.tracking_id)
+                if same is not None and job in same:
+                    same.remove(job)
+                    if not same:
+                        del self._by_tracking[job.tracking_id]
 
     # --- polling -------------------------------------------------------------------------
 
@@ -524,7 +601,14 @@ class Gateway(Operations):
                 created_at=job.created_at,
             )
             if isinstance(outcome, p.Done | p.Failed):
-                outcome = await self._keep(job, outcome, answer)
+                if job.request_id in self._claimed or not job.polling:
+                    self._drop_late_answer(job, outcome)
+                    return
+                self._claimed.add(job.request_id)
+                try:
+                    outcome = await self._keep(job, outcome, answer)
+                finally:
+                    self._claimed.discard(job.request_id)
         try:
             self._finish(job, outcome)
         except Exception as exc:
@@ -591,6 +675,8 @@ class Gateway(Operations):
                 job._resolve(error=exc)  # noqa: SLF001
             else:
                 job._resolve(value)  # noqa: SLF001
+                if job.tracking_id is not None and isinstance(value, Transaction) and value.uid:
+                    _remember(self._ended_uids, value.uid, None)
         elif isinstance(outcome, p.Failed):
             job._resolve(  # noqa: SLF001
                 error=JobFailed(
@@ -914,3 +1000,251 @@ class Gateway(Operations):
             for job in pending:
                 job._remove_done_callback(send.send_nowait)  # noqa: SLF001
             send.close()
+
+    # --- notifications and follow-ups ----------------------------------------------------
+
+    async def deliver(self, body: bytes, headers: Headers) -> Notification:
+        """Take one notification (webhook) from the gateway: verify, record, resolve.
+
+        In order: the notification is verified (`WebhookVerifier.verify`:
+        HTTP Basic, and ``Content-Signature`` when ``webhook_key`` is set);
+        recorded in the journal (`Journal.notified`); if it matches a pending
+        job, that job's outcome is journalled and the job resolved with the
+        notification's transaction at once: its scheduled polls are dropped
+        and a poll in flight is ignored when it comes back. Whichever comes
+        first, poll or notification, ends the job; the other changes nothing.
+        Then `follow` calls waiting on the transaction's uid are woken if its
+        status is final.
+
+        A notification matches a job when exactly one pending job has the
+        transaction's tracking id and an operation of its type, the
+        transaction was not created before that job's submit, and its uid
+        did not already end another job. When several jobs share a tracking
+        id, none is resolved by the notification (their polls settle them):
+        give every submit its own tracking id to have notifications end jobs.
+
+        Args:
+            body: the raw request body, exactly as received.
+            headers: the request headers (a mapping, or ASGI's pairs).
+
+        Returns:
+            What was done with it.
+
+        Raises:
+            WebhookRejected: the notification did not verify; nothing was done.
+            JournalError: it could not be recorded; do not answer 200.
+        """
+        self._client()
+        transaction = self.webhooks.verify(body, headers)
+        uid = transaction.uid
+        assert uid is not None  # noqa: S101 - the verifier requires one
+        now = self._timebase.time()
+        job = self._match(transaction)
+        if job is not None and job.request_id in self._claimed:
+            # A poll's answer is being recorded for this job right now: it ends it.
+            await self._settled(job)
+            job = None
+        owned = job is not None and job.polling
+        key = None
+        if job is not None and owned:
+            self._claimed.add(job.request_id)
+            key = job.idempotency_key or job.request_id
+        try:
+            await self.journal.notified(
+                JournalNotification(
+                    self.base_url,
+                    self.shop_id,
+                    uid,
+                    transaction.tracking_id,
+                    str(transaction.status),
+                    bytes(body),
+                    now,
+                    key=key,
+                )
+            )
+            if key is not None:
+                await self._record(key, JournalOutcome("result", 200, bytes(body)))
+        finally:
+            if job is not None and owned:
+                self._claimed.discard(job.request_id)
+        resolved = False
+        if job is not None and owned and job.polling:
+            self._finish(job, p.Done(bytes(body)))
+            resolved = job.done()
+            logger.debug("request_id=%s resolved by a notification", job.request_id)
+        if resolved:
+            _remember(self._ended_uids, uid, None)
+        followed = self._wake_followers(transaction)
+        return Notification(transaction, job, resolved=resolved, followed=followed, received_at=now)
+
+    def _match(self, transaction: Transaction) -> Job[Any] | None:
+        """The one pending job ``transaction`` can only belong to, if there is one."""
+        if self._by_tracking is None:
+            self._by_tracking = {}
+            for pending in self._jobs.values():
+                if pending.tracking_id is not None:
+                    self._by_tracking.setdefault(pending.tracking_id, []).append(pending)
+        if transaction.tracking_id is None or transaction.uid in self._ended_uids:
+            return None
+        candidates = [
+            job
+            for job in self._by_tracking.get(transaction.tracking_id, ())
+            if job.polling
+            and job.operation not in _QUERIES
+            and transaction.type in _types_of(job.operation)
+        ]
+        if len(candidates) != 1:
+            if candidates:
+                logger.info(
+                    "a notification for tracking_id=%r matches %d pending jobs; their polls decide",
+                    transaction.tracking_id,
+                    len(candidates),
+                )
+            return None
+        job = candidates[0]
+        created = transaction.created_at
+        if created is not None and created.timestamp() < job.created_at - _CLOCK_SKEW:
+            return None  # an earlier transaction with the same tracking id
+        return job
+
+    @staticmethod
+    async def _settled(job: Job[Any]) -> None:
+        """Wait until ``job`` has ended."""
+        ended = anyio.Event()
+
+        def wake(_: object) -> None:
+            ended.set()
+
+        job._add_done_callback(wake)  # noqa: SLF001
+        try:
+            await ended.wait()
+        finally:
+            job._remove_done_callback(wake)  # noqa: SLF001
+
+    @staticmethod
+    def _drop_late_answer(job: Job[Any], outcome: p.Done | p.Failed) -> None:
+        """A poll's answer for a job a notification ended (or is ending): log what it said."""
+        if isinstance(outcome, p.Failed):
+            # A one-shot body for a job that a notification settled: keep it in the log.
+            logger.warning(
+                "request_id=%s: an error answer (HTTP %d) after a notification ended the job: %r",
+                job.request_id,
+                outcome.status_code,
+                outcome.body,
+            )
+        else:
+            logger.debug("request_id=%s: a result after a notification ended it", job.request_id)
+
+    def _wake_followers(self, transaction: Transaction) -> int:
+        """Hand a final transaction to the `follow` calls waiting on its uid."""
+        uid = transaction.uid
+        if uid is None or not transaction.status.final:
+            return 0
+        _remember(self._finals, uid, transaction)
+        waiting = self._followers.pop(uid, [])
+        for wake in waiting:
+            wake(transaction)
+        return len(waiting)
+
+    async def follow(
+        self,
+        transaction: Transaction,
+        *,
+        within: float = 1800.0,
+        poll: PollPolicy | None = None,
+    ) -> Transaction:
+        """Wait for an ``incomplete`` transaction (3-D Secure, say) to reach a final status.
+
+        Whichever comes first: a notification of it given to `deliver` (or
+        the `WebhookEndpoint`), or a status query. Queries go by uid
+        (`StatusQuery`), or by tracking id when the transaction has no uid,
+        on ``poll``'s backoff (`FOLLOW_POLICY` by default: 5 s, then 1.5 times
+        longer each time, at most a minute apart). Nothing is sent when a notification comes first.
+
+        Args:
+            transaction: the transaction to follow (a final one is returned as it is).
+            within: seconds until giving up, on the Gateway's clock (30 min by default;
+                the customer may simply never come back from 3-D Secure).
+            poll: the schedule of status queries.
+
+        Returns:
+            The transaction in its final status: ``successful``, ``failed``, ...
+
+        Raises:
+            FollowUpTimeout: still not final by the deadline; carries the last state seen.
+            InvalidRequest: neither a uid nor a tracking id to follow it by.
+            GatewayError: a status query was refused (`RequestRejected`, `JobFailed`).
+        """
+        if not isinstance(transaction, Transaction):
+            raise InvalidRequest("transaction", "must be a Transaction")
+        if transaction.uid is None and transaction.tracking_id is None:
+            raise InvalidRequest("transaction", "has neither a uid nor a tracking_id")
+        if not (isinstance(within, int | float) and 0 < within < math.inf):
+            raise InvalidRequest("within", "must be a positive number of seconds")
+        if poll is not None and not isinstance(poll, PollPolicy):
+            raise InvalidRequest("poll", "must be a PollPolicy")
+        self._client()
+        if transaction.status.final:
+            return transaction
+        return await self._follow(transaction, within, poll or FOLLOW_POLICY)
+
+    async def _follow(
+        self, transaction: Transaction, within: float, policy: PollPolicy
+    ) -> Transaction:
+        """`follow`'s waiting: a notification, or a status query on ``policy``'s schedule."""
+        uid = transaction.uid
+        waiter = _Waiter()
+        if uid is not None:
+            known = self._finals.get(uid)
+            if known is not None:
+                return known
+            self._followers.setdefault(uid, []).append(waiter)
+        try:
+            return await self._until_final(transaction, waiter, within, policy)
+        finally:
+            waiting = self._followers.get(uid) if uid is not None else None
+            if waiting is not None and waiter in waiting:
+                waiting.remove(waiter)
+                if not waiting:
+                    del self._followers[uid]  # type: ignore[arg-type]
+
+    async def _until_final(
+        self, transaction: Transaction, waiter: _Waiter, within: float, policy: PollPolicy
+    ) -> Transaction:
+        timebase = self._timebase
+        deadline = timebase.monotonic() + within
+        last, checks = transaction, 0
+        while True:
+            gap = policy.delay(checks, self._rng)
+            await timebase.wait(waiter.event, min(deadline, timebase.monotonic() + gap))
+            if (final := waiter.arrived()) is not None:
+                return final
+            if timebase.monotonic() >= deadline:
+                raise FollowUpTimeout(
+                    f"the transaction is still {last.status} after {within:g} s", transaction=last
+                )
+            waiter.event = anyio.Event()  # the clock may have set the old one on time-out
+            checks += 1
+            seen = await self._look_up(last)
+            if (final := waiter.arrived()) is not None:  # it came while the query was out
+                return final
+            if seen is not None:
+                last = seen
+                if seen.status.final:
+                    return seen
+
+    async def _look_up(self, transaction: Transaction) -> Transaction | None:
+        """The transaction's current state by uid (or tracking id); None when not learnt now."""
+        try:
+            if transaction.uid is not None:
+                job = await self.submit(StatusQuery(uid=transaction.uid))
+                found: Transaction | None = await job
+            else:
+                assert transaction.tracking_id is not None  # noqa: S101 - checked by follow
+                query = await self.submit(TrackingIdQuery(tracking_id=transaction.tracking_id))
+                same = [tx for tx in await query if tx.type == transaction.type]
+                found = same[0] if same else None
+        except (SubmitIndeterminate, TransportError, MalformedResponse, JobLost, JobExpired) as exc:
+            logger.info("a status query of an incomplete transaction failed: %s", exc)
+            return None
+        return found

@@ -13,6 +13,10 @@ GatewayError
 ├── SubmitIndeterminate          the submit's fate is unknown after bounded re-sends
 ├── TransportError               the gateway could not be reached; nothing was sent
 ├── MalformedResponse            a 200 answer that cannot be read as the operation's result
+├── WebhookRejected              a notification failed verification; it resolved nothing
+│   ├── WebhookUnauthorized      missing or wrong HTTP Basic credentials
+│   ├── WebhookSignatureInvalid  missing or wrong ``Content-Signature`` (a public key is set)
+│   └── WebhookMalformed         the body is not a transaction notification
 └── JobError                     a submitted job ended without a result
     ├── JobFailed                the task's error body (non-200: served only once)
     ├── JobExpired               404 ``unknown`` 24 h or more after the task was created
@@ -20,6 +24,7 @@ GatewayError
     ├── JobAbandoned             abandoned, or the Gateway closed without draining it
     └── JobTimeout (TimeoutError)  the caller stopped waiting; the job goes on
 ```
+and ``FollowUpTimeout (GatewayError, TimeoutError)``: `Gateway.follow` passed its deadline.
 Messages never contain the secret key, a card number or a CVV: they name
 the job by ``request_id`` and ``tracking_id``, which is what a merchant
 reconciles with.
@@ -31,6 +36,7 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
+    "FollowUpTimeout",
     "GatewayError",
     "InvalidRequest",
     "JobAbandoned",
@@ -44,6 +50,10 @@ __all__ = [
     "SubmitIndeterminate",
     "TransportError",
     "UnsafeURL",
+    "WebhookMalformed",
+    "WebhookRejected",
+    "WebhookSignatureInvalid",
+    "WebhookUnauthorized",
 ]
 
 
@@ -192,6 +202,39 @@ class MalformedResponse(GatewayError):  # noqa: N818
         self.request_id = request_id
 
 
+class WebhookRejected(GatewayError):  # noqa: N818
+    """A notification failed verification: nothing was resolved or recorded.
+
+    The webhook endpoint answers it with a 4xx, so the gateway tries again
+    later (a notification that was only garbled in transit arrives whole).
+    The message never repeats the credentials or the body.
+    """
+
+
+class WebhookUnauthorized(WebhookRejected):
+    """The ``Authorization`` header is missing or does not carry the shop id and secret key."""
+
+
+class WebhookSignatureInvalid(WebhookRejected):
+    """The ``Content-Signature`` header is missing, undecodable, or does not verify.
+
+    Only raised when the shop's public key is configured: the signature is
+    then required, over the exact raw body.
+    """
+
+
+class WebhookMalformed(WebhookRejected):
+    """The body is authentic but not a transaction notification (no JSON, no status, ...).
+
+    Attributes:
+        body: the decoded body (or the raw text when it is not JSON).
+    """
+
+    def __init__(self, reason: str, *, body: Any) -> None:
+        super().__init__(f"the notification is not a transaction: {reason}")
+        self.body = body
+
+
 class JobError(GatewayError):
     """A submitted job ended without a result.
 
@@ -274,3 +317,21 @@ class JobAbandoned(JobError):  # noqa: N818
 
 class JobTimeout(JobError, TimeoutError):  # noqa: N818
     """The caller stopped waiting. The job is not affected and can be awaited again."""
+
+
+class FollowUpTimeout(GatewayError, TimeoutError):  # noqa: N818
+    """`Gateway.follow` reached its deadline with the transaction still not final.
+
+    The transaction goes on at the gateway (the customer may still pass 3-D
+    Secure): follow it again, or look it up later by uid or tracking id.
+
+    Attributes:
+        transaction: the last state seen (``incomplete``, usually).
+        uid: its uid; tracking_id: its tracking id.
+    """
+
+    def __init__(self, message: str, *, transaction: Any) -> None:
+        self.transaction = transaction
+        self.uid = getattr(transaction, "uid", None)
+        self.tracking_id = getattr(transaction, "tracking_id", None)
+        super().__init__(f"{message} (uid={self.uid!r}, tracking_id={self.tracking_id!r})")

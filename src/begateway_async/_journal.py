@@ -14,6 +14,11 @@ depends on it:
    any waiter sees it: a body the gateway serves once is never lost to a crash
    between reading it and handing it over.
 
+It also keeps every verified **notification** (webhook) before the Gateway
+answers it 200 (`Journal.notified`): after that the gateway will not send it
+again, so the record is the only copy (a 3-D Secure payment's final status,
+say, for a job that had already ended ``incomplete``).
+
 `MemoryJournal` is the default (nothing survives the process);
 `SQLiteJournal` (``Gateway(..., journal="payments.db")``) survives it. A
 shared store (a database several processes use) implements the same
@@ -41,6 +46,7 @@ __all__ = [
     "Journal",
     "JournalEntry",
     "JournalError",
+    "JournalNotification",
     "JournalOutcome",
     "MemoryJournal",
     "SQLiteJournal",
@@ -125,6 +131,29 @@ class JournalEntry:
         return self.outcome is not None
 
 
+@attrs.frozen
+class JournalNotification:
+    """One verified notification, as the journal holds it.
+
+    Attributes:
+        gateway: the gateway's base URL; shop_id: the shop it was sent for.
+        uid: the transaction's uid; tracking_id: its tracking id.
+        status: the transaction's status in the notification.
+        body: the notification's body, exactly as received.
+        received_at: epoch seconds, by the Gateway's clock.
+        key: the entry (``RequestID``) whose job it ended, if it ended one.
+    """
+
+    gateway: str
+    shop_id: str
+    uid: str
+    tracking_id: str | None
+    status: str
+    body: bytes = attrs.field(repr=lambda b: f"<{len(b)} bytes>")
+    received_at: float
+    key: str | None = None
+
+
 @runtime_checkable
 class Journal(Protocol):
     """Where a Gateway records its submits; see the module's description.
@@ -150,6 +179,12 @@ class Journal(Protocol):
     async def entries(self, gateway: str, shop_id: str) -> list[JournalEntry]:
         """Every entry of ``gateway`` and ``shop_id``, oldest first."""
 
+    async def notified(self, notification: JournalNotification) -> None:
+        """Record a verified notification (when this returns, it may be answered 200)."""
+
+    async def notifications(self, gateway: str, shop_id: str) -> list[JournalNotification]:
+        """Every recorded notification of ``gateway`` and ``shop_id``, oldest first."""
+
     async def aclose(self) -> None:
         """Write what is pending and release the store."""
 
@@ -158,12 +193,13 @@ class MemoryJournal:
     """The default journal: entries in a dict, gone with the process.
 
     It lets a Gateway that closed with pending jobs hand them to the next
-    Gateway in the same process (`Gateway.resume_all`). Finished entries are
-    dropped at once unless ``keep_finished`` is true.
+    Gateway in the same process (`Gateway.resume_all`). Finished entries and
+    notifications are dropped at once unless ``keep_finished`` is true.
     """
 
     def __init__(self, *, keep_finished: bool = False) -> None:
         self._entries: dict[str, JournalEntry] = {}
+        self._notifications: list[JournalNotification] = []
         self._keep_finished = keep_finished
 
     def __repr__(self) -> str:
@@ -206,6 +242,15 @@ class MemoryJournal:
         found = [e for e in self._entries.values() if e.gateway == gateway and e.shop_id == shop_id]
         return sorted(found, key=lambda e: e.created_at)
 
+    async def notified(self, notification: JournalNotification) -> None:
+        """Keep the notification (with ``keep_finished``; nothing to keep otherwise)."""
+        if self._keep_finished:
+            self._notifications.append(notification)
+
+    async def notifications(self, gateway: str, shop_id: str) -> list[JournalNotification]:
+        """The kept notifications of this gateway and shop, oldest first."""
+        return [n for n in self._notifications if n.gateway == gateway and n.shop_id == shop_id]
+
     async def aclose(self) -> None:
         """Nothing to release."""
 
@@ -235,6 +280,17 @@ CREATE TABLE IF NOT EXISTS entries (
 );
 CREATE INDEX IF NOT EXISTS entries_unfinished
     ON entries (gateway, shop_id, created_at) WHERE outcome IS NULL;
+CREATE TABLE IF NOT EXISTS notifications (
+    id INTEGER PRIMARY KEY,
+    gateway TEXT NOT NULL,
+    shop_id TEXT NOT NULL,
+    uid TEXT NOT NULL,
+    tracking_id TEXT,
+    status TEXT NOT NULL,
+    body BLOB NOT NULL,
+    received_at REAL NOT NULL,
+    key TEXT
+);
 """
 
 _COLUMNS: Final = (
@@ -391,6 +447,24 @@ class SQLiteJournal:
     async def unfinished(self, gateway: str, shop_id: str) -> list[JournalEntry]:
         """The unfinished entries of this gateway and shop, oldest first."""
         return await self._select(gateway, shop_id, "AND outcome IS NULL")
+
+    async def notified(self, notification: JournalNotification) -> None:
+        """Record a verified notification (on disk when this returns)."""
+        n = notification
+        await self._write(
+            "INSERT INTO notifications (gateway, shop_id, uid, tracking_id, status, body, "
+            "received_at, key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (n.gateway, n.shop_id, n.uid, n.tracking_id, n.status, n.body, n.received_at, n.key),
+        )
+
+    async def notifications(self, gateway: str, shop_id: str) -> list[JournalNotification]:
+        """Every recorded notification of this gateway and shop, oldest first."""
+        rows = await self._read(
+            "SELECT gateway, shop_id, uid, tracking_id, status, body, received_at, key "
+            "FROM notifications WHERE gateway = ? AND shop_id = ? ORDER BY id",
+            (gateway, shop_id),
+        )
+        return [JournalNotification(*row) for row in rows]
 
     async def entries(self, gateway: str, shop_id: str) -> list[JournalEntry]:
         """Every entry of this gateway and shop, oldest first."""

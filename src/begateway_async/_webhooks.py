@@ -1,0 +1,328 @@
+"""Notifications: `WebhookVerifier`, `WebhookEndpoint` (see `begateway_async.webhooks`)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+
+from ._errors import (
+    InvalidRequest,
+    MalformedResponse,
+    WebhookMalformed,
+    WebhookRejected,
+    WebhookSignatureInvalid,
+    WebhookUnauthorized,
+)
+from ._jobs import Job
+from ._models import Transaction
+from ._serde import parse_transaction
+
+if TYPE_CHECKING:
+    from ._client import Gateway
+
+__all__ = [
+    "Notification",
+    "WebhookEndpoint",
+    "WebhookMalformed",
+    "WebhookRejected",
+    "WebhookSignatureInvalid",
+    "WebhookUnauthorized",
+    "WebhookVerifier",
+]
+
+logger = logging.getLogger("begateway_async")
+
+Headers = Mapping[str, str] | Iterable[tuple[bytes | str, bytes | str]]
+
+_INSTALL: Final = "pip install 'begateway-async[webhooks]'"
+
+
+def header(headers: Headers, name: str) -> str | None:
+    """The value of header ``name`` (any case) in a mapping or in ASGI's list of pairs."""
+    wanted = name.lower()
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    for key, value in items:
+        key_text = key.decode("latin-1") if isinstance(key, bytes) else key
+        if key_text.lower() == wanted:
+            return value.decode("latin-1") if isinstance(value, bytes) else value
+    return None
+
+
+def _load_public_key(key: str | bytes) -> Any:
+    """An RSA public key from PEM, DER, or the bare base64 body the back office shows."""
+    try:
+        from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 - optional
+        from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: PLC0415
+    except ImportError:
+        raise InvalidRequest(
+            "webhook_key", f"verifying Content-Signature needs the cryptography package: {_INSTALL}"
+        ) from None
+    if isinstance(key, str):
+        text = key.strip()
+        if not text.startswith("-----BEGIN"):
+            body = "".join(text.split())
+            lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+            text = "\n".join(["-----BEGIN PUBLIC KEY-----", *lines, "-----END PUBLIC KEY-----"])
+        data = text.encode()
+    elif isinstance(key, bytes):
+        data = key
+    else:
+        raise InvalidRequest("webhook_key", "must be the shop's public key as PEM, base64 or DER")
+    try:
+        loaded = (
+            serialization.load_pem_public_key(data)
+            if data.lstrip().startswith(b"-----")
+            else serialization.load_der_public_key(data)
+        )
+    except ValueError:
+        raise InvalidRequest("webhook_key", "is not a readable public key") from None
+    if not isinstance(loaded, rsa.RSAPublicKey):
+        raise InvalidRequest("webhook_key", "must be an RSA public key")
+    return loaded
+
+
+class WebhookVerifier:
+    """Checks that a notification comes from the gateway, and reads its transaction.
+
+    Args:
+        shop_id: the shop id the gateway sends as the HTTP Basic user name.
+        secret_key: the shop's secret key (the HTTP Basic password); never shown.
+        public_key: the shop's public key from the back office (PEM, the bare
+            base64 body, or DER); when given, ``Content-Signature`` is required.
+
+    Raises:
+        InvalidRequest: the key cannot be read, or ``cryptography`` is missing.
+    """
+
+    __slots__ = ("_expected", "_public_key", "shop_id")
+
+    def __init__(
+        self, shop_id: int | str, secret_key: str, *, public_key: str | bytes | None = None
+    ) -> None:
+        if not isinstance(secret_key, str) or not secret_key:
+            raise InvalidRequest("secret_key", "must be a non-empty string")
+        self.shop_id = str(shop_id)
+        self._expected = f"{self.shop_id}:{secret_key}".encode()
+        self._public_key = _load_public_key(public_key) if public_key is not None else None
+
+    def __repr__(self) -> str:
+        signed = "required" if self._public_key is not None else "not configured"
+        return f"<WebhookVerifier shop_id={self.shop_id!r} signature {signed}>"
+
+    @property
+    def signature_required(self) -> bool:
+        """Whether a ``Content-Signature`` is required (a public key is configured)."""
+        return self._public_key is not None
+
+    def authenticate(self, headers: Headers) -> None:
+        """Check the HTTP Basic credentials (constant time).
+
+        Raises:
+            WebhookUnauthorized: they are missing or not the shop's.
+        """
+        value = header(headers, "authorization")
+        if value is None:
+            raise WebhookUnauthorized("no Authorization header")
+        scheme, _, encoded = value.strip().partition(" ")
+        if scheme.lower() != "basic":
+            raise WebhookUnauthorized("the Authorization header is not HTTP Basic")
+        try:
+            given = base64.b64decode(encoded.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise WebhookUnauthorized("the HTTP Basic credentials are not base64") from None
+        if not hmac.compare_digest(given, self._expected):
+            raise WebhookUnauthorized("wrong shop id or secret key")
+
+    def check_signature(self, body: bytes, headers: Headers) -> None:
+        """Check ``Content-Signature`` over the raw body, if a public key is configured.
+
+        Raises:
+            WebhookSignatureInvalid: the signature is missing, undecodable or wrong.
+        """
+        if self._public_key is None:
+            return
+        from cryptography.exceptions import InvalidSignature  # noqa: PLC0415 - loaded with the key
+        from cryptography.hazmat.primitives import hashes  # noqa: PLC0415
+        from cryptography.hazmat.primitives.asymmetric import padding  # noqa: PLC0415
+
+        value = header(headers, "content-signature")
+        if not value:
+            raise WebhookSignatureInvalid("no Content-Signature header")
+        try:
+            signature = base64.b64decode("".join(value.split()), validate=True)
+        except (binascii.Error, ValueError):
+            raise WebhookSignatureInvalid("the Content-Signature is not base64") from None
+        try:
+            self._public_key.verify(signature, body, padding.PKCS1v15(), hashes.SHA256())
+        except InvalidSignature:
+            raise WebhookSignatureInvalid(
+                "the Content-Signature does not match the body and the shop's public key"
+            ) from None
+
+    def verify(self, body: bytes, headers: Headers) -> Transaction:
+        """Authenticate a notification and read its transaction.
+
+        Args:
+            body: the request body exactly as received (never re-serialised).
+            headers: the request headers: a mapping, or ASGI's ``(name, value)`` pairs.
+
+        Raises:
+            WebhookUnauthorized: wrong or missing credentials.
+            WebhookSignatureInvalid: wrong or missing signature (public key configured).
+            WebhookMalformed: the body is not a transaction.
+        """
+        if not isinstance(body, bytes | bytearray | memoryview):
+            raise InvalidRequest("body", "must be the raw request body as bytes")
+        body = bytes(body)
+        self.authenticate(headers)
+        self.check_signature(body, headers)
+        try:
+            decoded = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise WebhookMalformed("not JSON", body=body.decode("utf-8", "replace")[:200]) from None
+        try:
+            transaction = parse_transaction(decoded)
+        except MalformedResponse as exc:
+            raise WebhookMalformed(str(exc), body=decoded) from None
+        if not transaction.uid:
+            raise WebhookMalformed("the transaction has no uid", body=decoded)
+        return transaction
+
+
+@attrs.frozen
+class Notification:
+    """A verified notification, as `Gateway.deliver` handled it.
+
+    Attributes:
+        transaction: what the gateway says of the transaction.
+        job: the pending job it matched (by tracking id and type), if any.
+        resolved: whether this notification ended that job (False when a poll
+            had already ended it, or was ending it at that moment).
+        followed: how many `Gateway.follow` calls it woke with a final status.
+        received_at: epoch seconds, by the Gateway's clock.
+    """
+
+    transaction: Transaction
+    job: Job[Any] | None = attrs.field(default=None, repr=False)
+    resolved: bool = False
+    followed: int = 0
+    received_at: float = 0.0
+
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class WebhookEndpoint:
+    """An ASGI app that takes the gateway's notifications for one `Gateway`.
+
+    ``POST`` only. Answers:
+
+    - **200** once the notification is verified, recorded in the Gateway's
+      journal, matched to its job (resolving it) and ``on_notification``
+      returned;
+    - **401** wrong or missing credentials, **403** wrong or missing signature,
+      **400** a body that is not a transaction, **413** a body over
+      ``limits.max_answer_bytes``: nothing is recorded or resolved;
+    - **503** the Gateway is not open or its journal failed, **500**
+      ``on_notification`` raised: the gateway sends it again later, so the
+      handler must be idempotent (key it by ``transaction.uid``).
+
+    Args:
+        gateway: the open `Gateway` whose jobs the notifications resolve
+            (open it in the app's lifespan).
+        on_notification: ``async def f(notification)``, called with every
+            verified `Notification` before the 200, e.g. to mark an order paid.
+    """
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        *,
+        on_notification: Callable[[Notification], Awaitable[object]] | None = None,
+    ) -> None:
+        self.gateway = gateway
+        self.on_notification = on_notification
+
+    def __repr__(self) -> str:
+        return f"<WebhookEndpoint for {self.gateway!r}>"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve one ASGI request."""
+        if scope["type"] == "lifespan":  # mounted as the whole app: nothing to start
+            while True:
+                message = await receive()
+                kind = message["type"].rsplit(".", 1)[-1]
+                await send({"type": f"{message['type']}.complete"})
+                if kind == "shutdown":
+                    return
+        if scope["type"] != "http":
+            return
+        if scope["method"] != "POST":
+            await _answer(send, 405, {"error": "POST only"}, [(b"allow", b"POST")])
+            return
+        limit = self.gateway.limits.max_answer_bytes
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            if len(body) > limit:
+                await _answer(send, 413, {"error": f"the body is over {limit} bytes"})
+                return
+            if not message.get("more_body"):
+                break
+        status, answer = await self._handle(bytes(body), scope["headers"])
+        await _answer(send, status, answer)
+
+    async def _handle(self, body: bytes, headers: Headers) -> tuple[int, dict[str, Any]]:
+        if not self.gateway.is_open:
+            return 503, {"error": "not ready"}
+        try:
+            notification = await self.gateway.deliver(body, headers)
+        except WebhookRejected as exc:
+            logger.warning("notification refused: %s", exc)
+            return _REFUSALS.get(type(exc), (400, {"error": "refused"}))
+        except Exception:
+            logger.exception("cannot record a notification; the gateway will send it again")
+            return 503, {"error": "cannot record it now"}
+        if self.on_notification is not None:
+            try:
+                await self.on_notification(notification)
+            except Exception:
+                logger.exception(
+                    "on_notification failed for uid=%s; the gateway will send it again",
+                    notification.transaction.uid,
+                )
+                return 500, {"error": "the handler failed"}
+        return 200, {"status": "ok"}
+
+
+#: The answer to each kind of refused notification.
+_REFUSALS: Final[dict[type[WebhookRejected], tuple[int, dict[str, Any]]]] = {
+    WebhookUnauthorized: (401, {"error": "unauthorized"}),
+    WebhookSignatureInvalid: (403, {"error": "bad signature"}),
+    WebhookMalformed: (400, {"error": "not a transaction"}),
+}
+
+
+async def _answer(
+    send: Send, status: int, data: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    content = json.dumps(data).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(content)).encode()),
+        *(extra or ()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": content})
