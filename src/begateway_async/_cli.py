@@ -24,7 +24,12 @@ def _simulate(args: argparse.Namespace) -> int:
         drop=Fault(rate=args.drop),
         truncate=Fault(rate=args.truncate),
     )
-    simulator = Simulator(processing=processing, faults=faults, seed=args.seed)
+    simulator = Simulator(
+        processing=processing,
+        faults=faults,
+        seed=args.seed,
+        three_d_secure_delay=args.three_d_secure_delay,
+    )
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn handles SIGINT itself
         run_server(simulator, host=args.host, port=args.port)
     return 0
@@ -78,6 +83,13 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--html-error", type=float, default=0.0, help="rate of HTML 500s")
     simulate.add_argument("--drop", type=float, default=0.0, help="rate of dropped connections")
     simulate.add_argument("--truncate", type=float, default=0.0, help="rate of truncated bodies")
+    simulate.add_argument(
+        "--3ds-delay",
+        dest="three_d_secure_delay",
+        type=float,
+        default=None,
+        help="seconds until a 3-D Secure customer is back (default: on POST /_simulator/3ds/UID)",
+    )
     return parser
 
 

@@ -1069,7 +1069,7 @@ class Gateway(Operations):
                 self._claimed.discard(job.request_id)
         resolved = False
         if job is not None and owned and job.polling:
-            self._finish(job, p.Done(bytes(body)))
+            self._finish(job, p.Done(transaction.raw))
             resolved = job.done()
             logger.debug("request_id=%s resolved by a notification", job.request_id)
         if resolved:

@@ -78,6 +78,7 @@ class TxRecord:
     three_ds: dict[str, Any] | None = None
     redirect_url: str | None = None
     final_status: str | None = None
+    notification_url: str | None = None
     customer: Mapping[str, Any] | None = None
     billing_address: Mapping[str, Any] | None = None
     language: str = "en"
@@ -282,6 +283,7 @@ class Ledger:
             language=str(request.get("language") or "en"),
             customer=request.get("customer"),
             billing_address=request.get("billing_address"),
+            notification_url=request.get("notification_url"),
             **fields,
         )
         self.transactions[record.uid] = record

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 import httpx
 
@@ -86,7 +86,7 @@ def serve(
         sock.close()
 
 
-def _uvicorn_server(app: Any) -> Any:
+def _uvicorn_server(app: Any, *, lifespan: Literal["on", "off"] = "off") -> Any:
     try:
         import uvicorn  # noqa: PLC0415 - an optional extra
     except ImportError as exc:  # pragma: no cover - depends on the installation
@@ -94,7 +94,7 @@ def _uvicorn_server(app: Any) -> Any:
     # The simulator counts what it serves; the server's own error log would
     # only repeat the connections it drops on purpose.
     config = uvicorn.Config(
-        app, log_level="critical", lifespan="off", access_log=False, timeout_graceful_shutdown=1
+        app, log_level="critical", lifespan=lifespan, access_log=False, timeout_graceful_shutdown=1
     )
     return uvicorn.Server(config)
 
@@ -110,9 +110,10 @@ def run_server(
     """Serve ``app`` in the foreground until Ctrl-C (SIGINT) or SIGTERM.
 
     Prints one line, ``begateway-async simulator listening on <url>``, once
-    the socket accepts connections (``port=0`` picks a free port).
+    the socket accepts connections (``port=0`` picks a free port). The app's
+    lifespan runs: the simulator sends its notifications (to loopback URLs).
     """
-    server = _uvicorn_server(app)
+    server = _uvicorn_server(app, lifespan="on")
     sock = _loopback_socket(host, port)
     stream = out or sys.stdout
     stream.write(READY + _url(host, sock.getsockname()[1]) + "\n")

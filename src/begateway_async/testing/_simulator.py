@@ -17,26 +17,44 @@ Control endpoints (no credentials): ``GET /_simulator/stats``,
 ``GET /_simulator/jobs`` (every task: operation, created, ready and served
 times, requests), ``GET /_simulator/jobs/{request_id}``, and
 ``POST /_simulator/3ds/{uid}`` (the customer passes 3-D Secure).
+
+Notifications (webhooks): a transaction whose request has a
+``notification_url`` is notified once it is final (when its task is ready,
+or when 3-D Secure completes), signed and retried like the gateway does
+(see `Notifier`), while `Simulator.notifying` runs. With
+``three_d_secure_delay`` the customer passes 3-D Secure by themselves that
+many seconds after the task is ready.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import heapq
 import json
 import random
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
+from contextlib import asynccontextmanager
 from typing import Any, Final
 
 import anyio
 import attrs
+import httpx
 
 from ._distributions import Distribution, LogNormal, pick
 from ._faults import Faults
-from ._ledger import CARD_OPERATIONS, CHILD_OPERATIONS, PAYOUT_OPERATIONS, Ledger, Outcome
+from ._ledger import (
+    CARD_OPERATIONS,
+    CHILD_OPERATIONS,
+    PAYOUT_OPERATIONS,
+    Ledger,
+    Outcome,
+    TxRecord,
+)
+from ._notifier import Notifier, render_body
 
 __all__ = [
     "DEMO_SHOPS",
@@ -171,6 +189,9 @@ class Simulator:
             ``balance_query``.
         faults: the fault switches (all off by default); may be replaced at any time.
         seed: the seed of every random draw (processing times, fault rates).
+        three_d_secure_delay: seconds after a 3-D Secure transaction's task is
+            ready until the customer passes 3-D Secure (its card decides the
+            final status); None waits for `complete_three_d_secure`.
     """
 
     def __init__(
@@ -181,6 +202,7 @@ class Simulator:
         processing: Distribution | float | Mapping[str, Distribution | float] | None = None,
         faults: Faults | None = None,
         seed: int = 0,
+        three_d_secure_delay: float | None = None,
     ) -> None:
         self.shops = {str(k): v for k, v in (shops or DEMO_SHOPS).items()}
         self.clock: Callable[[], float] = clock or time.time
@@ -193,6 +215,15 @@ class Simulator:
         self.stats = Stats()
         self.tasks: dict[str, _Task] = {}
         self._request_ids: dict[tuple[str, str], tuple[float, str | tuple[int, bytes]]] = {}
+        self.three_d_secure_delay = three_d_secure_delay
+        self._three_ds: list[tuple[float, str]] = []  # (when the customer is back, uid)
+        #: The outbox of notifications; `notifier.attempts` lists every delivery attempt.
+        self.notifier = Notifier(
+            self._notification,
+            self.shops,
+            self.clock,
+            random.Random(seed + 1),  # noqa: S311 - a simulation
+        )
 
     def __repr__(self) -> str:
         return f"<Simulator shops={sorted(self.shops)} tasks={len(self.tasks)}>"
@@ -208,18 +239,69 @@ class Simulator:
         else:
             await anyio.sleep(seconds)
 
+    # --- notifications -------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def notifying(
+        self, transport: httpx.AsyncBaseTransport | None = None
+    ) -> AsyncIterator[Notifier]:
+        """Send notifications while the block runs (none are sent otherwise).
+
+        Args:
+            transport: where to send them (an `httpx.ASGITransport` of the
+                shop's app, in process); by default over the network, to
+                loopback URLs only.
+        """
+        self.notifier.transport = transport
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self.notifier.run)
+            try:
+                yield self.notifier
+            finally:
+                tg.cancel_scope.cancel()
+
+    @property
+    def public_key(self) -> str:
+        """The public key that verifies this simulator's ``Content-Signature`` (PEM)."""
+        return self.notifier.public_key
+
+    def _notification(self, uid: str, base_url: str) -> tuple[str, bytes] | None:
+        """The notification of ``uid`` now: its status and the classic transaction body."""
+        self._catch_up(self.clock())
+        record = self.ledger.transactions.get(uid)
+        if record is None:
+            return None
+        body = self.ledger.render(Outcome(record=record), api_version=2, base_url=base_url)
+        return record.status, render_body(body)
+
+    def _notify_when_final(self, record: TxRecord, shop: str, base_url: str, ready: float) -> None:
+        """Plan what happens to a new transaction: 3-D Secure, and its notification."""
+        if record.status == "incomplete" and self.three_d_secure_delay is not None:
+            heapq.heappush(self._three_ds, (ready + self.three_d_secure_delay, record.uid))
+            ready += self.three_d_secure_delay
+        elif record.status == "incomplete":
+            return  # notified when `complete_three_d_secure` is called
+        if record.notification_url:
+            self.notifier.schedule(record.uid, shop, record.notification_url, base_url, ready)
+
+    def _catch_up(self, now: float) -> None:
+        """Customers who are back from 3-D Secure by ``now`` complete it."""
+        while self._three_ds and self._three_ds[0][0] <= now:
+            self.ledger.complete_three_d_secure(heapq.heappop(self._three_ds)[1])
+
     # --- ASGI ----------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve one ASGI request (HTTP only; lifespan events are acknowledged)."""
-        if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+        """Serve one ASGI request (HTTP; a lifespan runs `notifying` while the server runs)."""
+        if scope["type"] == "lifespan":  # served for its lifetime: send notifications
+            async with self.notifying():
+                while True:
+                    message = await receive()
+                    if message["type"] == "lifespan.startup":
+                        await send({"type": "lifespan.startup.complete"})
+                    elif message["type"] == "lifespan.shutdown":
+                        await send({"type": "lifespan.shutdown.complete"})
+                        return
         if scope["type"] != "http":
             return
         body = b""
@@ -337,6 +419,7 @@ class Simulator:
         body: bytes,
     ) -> tuple[int, Any]:
         api_version = 3 if headers.get("x-api-version", "").strip() == "3" else 2
+        self._catch_up(self.clock())
         if endpoint in ("status", "result"):
             return self._poll(endpoint, route[1], self._base_url(scope, headers))
         if not route:
@@ -432,6 +515,8 @@ class Simulator:
         )
         duration = pick(self.processing, operation).sample(self.rng, operation, request)
         stats = JobStats(operation=operation, created_at=now, ready_at=now + duration)
+        if outcome.record is not None and route[0] == "transactions":
+            self._notify_when_final(outcome.record, shop, base_url, now + duration)
         self.tasks[request_id] = _Task(
             request_id, shop, operation, outcome, api_version, stats, internal_error=internal
         )
@@ -458,6 +543,8 @@ class Simulator:
         started = self.clock()
         outcome = self._outcome(shop, route, request, base_url)
         await self._sleep(pick(self.processing, operation).sample(self.rng, operation, request))
+        if outcome.record is not None and route[0] == "transactions":
+            self._notify_when_final(outcome.record, shop, base_url, self.clock())
         body = json.dumps(self.ledger.render(outcome, api_version=api_version, base_url=base_url))
         answer = (outcome.status_code, body.encode())
         if key and route[0] in ("transactions", "balance"):
@@ -513,13 +600,24 @@ class Simulator:
                 return 404, {"message": "Record not found"}
             return 200, {**attrs.asdict(job), "requests": job.requests}
         if method == "POST" and len(parts) == 2 and parts[0] == "3ds":  # noqa: PLR2004
-            record = self.ledger.complete_three_d_secure(parts[1])
-            if record is None:
+            status = self.complete_three_d_secure(parts[1])
+            if status is None:
                 return 404, {"message": "No pending 3-D Secure transaction"}
-            return 200, {"uid": record.uid, "status": record.status}
+            return 200, {"uid": parts[1], "status": status}
         return 404, {"message": "Not found"}
 
     def complete_three_d_secure(self, uid: str) -> str | None:
-        """The customer passed 3-D Secure: give the transaction its final status (returned)."""
+        """The customer passed 3-D Secure: give the transaction its final status (returned).
+
+        Its notification, if it asked for one, is sent now.
+        """
+        pending = self.ledger.transactions.get(uid)
+        redirect = pending.redirect_url if pending is not None else None
         record = self.ledger.complete_three_d_secure(uid)
-        return record.status if record is not None else None
+        if record is None:
+            return None
+        if record.notification_url:
+            base_url = (redirect or "").removesuffix(f"/process/{uid}")
+            shop = self.ledger.owner.get(uid, "")
+            self.notifier.schedule(uid, shop, record.notification_url, base_url, self.clock())
+        return record.status
