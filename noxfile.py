@@ -14,8 +14,8 @@ PYTHON = "3.11"
 def lint(session: nox.Session) -> None:
     """Ruff: lint rules and formatting."""
     session.install("ruff>=0.8")
-    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")
-    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "examples", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "benchmarks", "examples", "noxfile.py")
 
 
 @nox.session(python=PYTHON)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import logging
 import math
@@ -248,7 +249,9 @@ class Gateway(Operations):
         # to those who never get one), and the latest uids that ended jobs.
         self._by_tracking: dict[str, list[Job[Any]]] | None = None
         self._ended_uids: dict[str, None] = {}
-        self._claimed: set[str] = set()  # request ids whose answer is being recorded
+        # Request ids whose answer (a poll's or a notification's) is being
+        # journalled, each with the event set when that is over.
+        self._claimed: dict[str, anyio.Event] = {}
         self._followers: dict[str, list[_Waiter]] = {}
         self._finals: dict[str, Transaction] = {}  # final notifications, by uid
 
@@ -604,11 +607,11 @@ class Gateway(Operations):
                 if job.request_id in self._claimed or not job.polling:
                     self._drop_late_answer(job, outcome)
                     return
-                self._claimed.add(job.request_id)
+                self._claimed[job.request_id] = anyio.Event()
                 try:
                     outcome = await self._keep(job, outcome, answer)
                 finally:
-                    self._claimed.discard(job.request_id)
+                    self._claimed.pop(job.request_id).set()
         try:
             self._finish(job, outcome)
         except Exception as exc:
@@ -1040,14 +1043,14 @@ class Gateway(Operations):
         assert uid is not None  # noqa: S101 - the verifier requires one
         now = self._timebase.time()
         job = self._match(transaction)
-        if job is not None and job.request_id in self._claimed:
-            # A poll's answer is being recorded for this job right now: it ends it.
-            await self._settled(job)
-            job = None
+        while job is not None and job.request_id in self._claimed:
+            # Another answer for this job is being journalled: it ends the job,
+            # unless the journal failed it (then this one may).
+            await self._claimed[job.request_id].wait()
         owned = job is not None and job.polling
         key = None
         if job is not None and owned:
-            self._claimed.add(job.request_id)
+            self._claimed[job.request_id] = anyio.Event()
             key = job.idempotency_key or job.request_id
         try:
             await self.journal.notified(
@@ -1065,8 +1068,8 @@ class Gateway(Operations):
             if key is not None:
                 await self._record(key, JournalOutcome("result", 200, bytes(body)))
         finally:
-            if job is not None and owned:
-                self._claimed.discard(job.request_id)
+            if key is not None and job is not None:
+                self._claimed.pop(job.request_id).set()
         resolved = False
         if job is not None and owned and job.polling:
             self._finish(job, p.Done(transaction.raw))
@@ -1103,23 +1106,11 @@ class Gateway(Operations):
             return None
         job = candidates[0]
         created = transaction.created_at
+        if created is not None and created.tzinfo is None:
+            created = created.replace(tzinfo=dt.UTC)  # the gateway's clock is UTC
         if created is not None and created.timestamp() < job.created_at - _CLOCK_SKEW:
             return None  # an earlier transaction with the same tracking id
         return job
-
-    @staticmethod
-    async def _settled(job: Job[Any]) -> None:
-        """Wait until ``job`` has ended."""
-        ended = anyio.Event()
-
-        def wake(_: object) -> None:
-            ended.set()
-
-        job._add_done_callback(wake)  # noqa: SLF001
-        try:
-            await ended.wait()
-        finally:
-            job._remove_done_callback(wake)  # noqa: SLF001
 
     @staticmethod
     def _drop_late_answer(job: Job[Any], outcome: p.Done | p.Failed) -> None:

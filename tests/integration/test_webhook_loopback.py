@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import random
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -17,15 +16,14 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-import sniffio
-from hypercorn.config import Config
 from starlette.applications import Starlette
 from starlette.routing import Route
-from webhook_helpers import count_ends, polls
+from webhook_helpers import count_ends, polls, serving
 
 import begateway_async as bga
 from begateway_async.testing import DEMO_SHOPS, Simulator, Uniform
 from begateway_async.testing._notifier import sign
+from begateway_async.testing._server import spawn
 
 pytestmark = pytest.mark.anyio
 
@@ -33,42 +31,6 @@ GOOD = "4200000000000000"
 CHALLENGE_OK = "4012000000001097"
 CHALLENGE_FAILS = "4012000000001022"
 BOUND = 60.0  # seconds any one test may take
-
-
-@asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[str]:
-    """Serve ``app`` under hypercorn on a free 127.0.0.1 port in this event loop."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = Config()
-    config.bind = [f"fd://{sock.detach()}"]
-    config.loglevel = "WARNING"
-    config.accesslog = None
-    config.errorlog = None
-    config.graceful_timeout = 1.0
-    stop = anyio.Event()
-    if sniffio.current_async_library() == "trio":
-        from hypercorn.trio import serve  # noqa: PLC0415
-    else:
-        from hypercorn.asyncio import serve  # type: ignore[assignment]  # noqa: PLC0415
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(lambda: serve(app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
-        url = f"http://127.0.0.1:{port}"
-        with anyio.fail_after(10):
-            while True:
-                try:
-                    stream = await anyio.connect_tcp("127.0.0.1", port)
-                except OSError:
-                    await anyio.sleep(0.01)
-                    continue
-                await stream.aclose()
-                break
-        try:
-            yield url
-        finally:
-            stop.set()
 
 
 Handler = Callable[[bga.Notification], Awaitable[object]]
@@ -294,3 +256,28 @@ async def test_incomplete_followed_by_status_query_over_loopback(number: str, fi
         done = await gw.follow(tx, within=10.0, poll=quick)
     assert (done.uid, done.status) == (tx.uid, final)
     assert any(j.operation == "status_query" for j in simulator.stats.jobs.values())
+
+
+async def test_the_simulate_command_sends_signed_notifications():
+    """``begateway-async simulate`` in its own process notifies a shop on loopback."""
+    with spawn(["--median", "0.1", "--p99", "0.3", "--3ds-delay", "0.3"]) as gateway_url:
+        async with httpx.AsyncClient() as client:
+            key = (await client.get(f"{gateway_url}/_simulator/public_key")).json()["public_key"]
+        late = bga.PollPolicy(first_delay=20.0, adaptive=False)
+        gateway = bga.Gateway(
+            gateway_url, 361, DEMO_SHOPS["361"], webhook_key=key, poll=late, drain=False
+        )
+        with anyio.fail_after(BOUND):
+            async with serving(shop_app(gateway)) as shop_url, gateway:
+                notify = shop_url + "/notify"
+                job = await gateway.submit(payment(notify, 1))
+                tx = await job  # by notification: the first poll is 20 s away
+                assert tx.successful
+                assert job.polls == 0
+                # 3-D Secure: the customer is back 0.3 s after the bank answered, long
+                # before the first poll; the final notification ends the job itself.
+                threeds = await gateway.submit(payment(notify, 2, CHALLENGE_OK))
+                final = await threeds
+                assert final.successful
+                assert final.three_d_secure is not None
+                assert threeds.polls == 0

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 import attrs
 import httpx
 import pytest
@@ -424,3 +425,58 @@ async def test_sqlite_keeps_notifications_across_processes(connect, simulator, c
     assert [(n.uid, n.status, n.tracking_id, n.key) for n in kept] == [
         (tx.uid, "successful", "order-1", job.idempotency_key)
     ]
+
+
+class GatedJournal(bga.MemoryJournal):
+    """Holds the first result write until `gate` opens, then writes it (or fails it)."""
+
+    def __init__(self, *, fail: bool) -> None:
+        super().__init__(keep_finished=True)
+        self.fail = fail
+        self.holding = anyio.Event()
+        self.gate = anyio.Event()
+        self.held = False
+
+    async def finished(self, key: str, outcome: bga.JournalOutcome) -> None:  # noqa: D102
+        if outcome.kind == "result" and not self.held:
+            self.held = True
+            self.holding.set()
+            await self.gate.wait()
+            if self.fail:
+                raise bga.JournalError("disk full")
+        await super().finished(key, outcome)
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["poll-records", "poll-journal-fails"])
+async def test_a_notification_during_a_polls_journal_write_waits_for_it(connect, simulator, fail):
+    """The poll recording its answer ends the job; if its write fails, the notification does."""
+    journal = GatedJournal(fail=fail)
+    async with connect(journal=journal, webhook_key=simulator.public_key) as gw:
+        job = await gw.submit(payment("order-1"))
+        ends = count_ends([job])
+        await journal.holding.wait()  # a poll has the result and is writing it
+        uid = next(iter(simulator.ledger.transactions))
+        rendered = simulator._notification(uid, gw.base_url)
+        assert rendered is not None
+        body = rendered[1]
+        headers = {
+            "authorization": "Basic "
+            + base64.b64encode(f"361:{simulator.shops['361']}".encode()).decode(),
+            "content-signature": sign(body),
+        }
+        delivered: list[bga.Notification] = []
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: _deliver(gw, body, headers, delivered))
+            await anyio.wait_all_tasks_blocked()
+            assert not delivered  # waiting for the poll's write
+            journal.gate.set()
+        tx = await job
+        kept = await journal.notifications(gw.base_url, gw.shop_id)
+    assert tx.uid == uid
+    assert ends == {job.request_id: 1}
+    assert delivered[0].resolved is fail
+    assert [n.key for n in kept] == [job.idempotency_key if fail else None]
+
+
+async def _deliver(gw: bga.Gateway, body: bytes, headers: dict[str, str], out: list[Any]) -> None:
+    out.append(await gw.deliver(body, headers))

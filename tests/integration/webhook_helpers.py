@@ -1,9 +1,16 @@
-"""What the webhook tests count: polls a job took, and how many times each job ended."""
+"""For the webhook tests: loopback servers in the test's own loop, and what the tests count."""
 
 from __future__ import annotations
 
+import socket
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
+
+import anyio
+import sniffio
+from hypercorn.config import Config
 
 import begateway_async as bga
 from begateway_async.testing import Simulator
@@ -21,3 +28,49 @@ def count_ends(jobs: list[bga.Job[Any]]) -> Counter[str]:
     for job in jobs:
         job.add_done_callback(lambda j: ends.update([j.request_id]))
     return ends
+
+
+def loopback_socket() -> socket.socket:
+    """A socket bound to a free 127.0.0.1 port (``http://127.0.0.1:{port}`` once served)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@asynccontextmanager
+async def serving(app: Any, sock: socket.socket | None = None) -> AsyncIterator[str]:
+    """Serve ``app`` under hypercorn on 127.0.0.1 in this event loop; yield its URL.
+
+    ``sock`` is a socket from `loopback_socket` (to know the URL before the
+    app is made); a free port by default.
+    """
+    sock = sock or loopback_socket()
+    port = sock.getsockname()[1]
+    config = Config()
+    config.bind = [f"fd://{sock.detach()}"]
+    config.loglevel = "WARNING"
+    config.accesslog = None
+    config.errorlog = None
+    config.graceful_timeout = 1.0
+    stop = anyio.Event()
+    if sniffio.current_async_library() == "trio":
+        from hypercorn.trio import serve  # noqa: PLC0415
+    else:
+        from hypercorn.asyncio import serve  # type: ignore[assignment]  # noqa: PLC0415
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: serve(app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
+        url = f"http://127.0.0.1:{port}"
+        with anyio.fail_after(10):
+            while True:
+                try:
+                    stream = await anyio.connect_tcp("127.0.0.1", port)
+                except OSError:
+                    await anyio.sleep(0.01)
+                    continue
+                await stream.aclose()
+                break
+        try:
+            yield url
+        finally:
+            stop.set()

@@ -15,8 +15,9 @@ hours pass in a microsecond.
 
 Control endpoints (no credentials): ``GET /_simulator/stats``,
 ``GET /_simulator/jobs`` (every task: operation, created, ready and served
-times, requests), ``GET /_simulator/jobs/{request_id}``, and
-``POST /_simulator/3ds/{uid}`` (the customer passes 3-D Secure).
+times, requests), ``GET /_simulator/jobs/{request_id}``,
+``POST /_simulator/3ds/{uid}`` (the customer passes 3-D Secure), and
+``GET /_simulator/public_key`` (what verifies its notifications' signatures).
 
 Notifications (webhooks): a transaction whose request has a
 ``notification_url`` is notified once it is final (when its task is ready,
@@ -588,6 +589,8 @@ class Simulator:
         parts = [p for p in path.split("/") if p]
         if method == "GET" and parts == ["stats"]:
             return 200, self.stats.snapshot(self.faults)
+        if method == "GET" and parts == ["public_key"]:
+            return 200, {"public_key": self.public_key}
         if method == "GET" and parts == ["jobs"]:
             fields = ("operation", "created_at", "ready_at", "served_at")
             return 200, {
