@@ -45,7 +45,7 @@ from ._errors import (
     TransportError,
     UnsafeURL,
 )
-from ._jobs import Job, read_token
+from ._jobs import Job, JobState, read_token
 from ._journal import (
     Journal,
     JournalEntry,
@@ -95,16 +95,20 @@ FOLLOW_POLICY = PollPolicy(first_delay=5.0, factor=1.5, max_delay=60.0, adaptive
 #: for the gateway's clock and ours disagreeing a little.
 _CLOCK_SKEW = 5.0
 
-#: How many uids of ended jobs (and final notifications) a Gateway remembers:
-#: a notification of one of them never ends another job.
-_REMEMBERED = 16_384
+#: How many uids of ended jobs a Gateway remembers: a notification of one of
+#: them never ends another job.
+_ENDED_UIDS = 16_384
+
+#: How many final notifications a Gateway keeps for `Gateway.follow` calls
+#: that start after theirs arrived.
+_FINALS = 1_024
 
 
-def _remember(memory: dict[str, T], key: str, value: T) -> None:
+def _remember(memory: dict[str, T], key: str, value: T, limit: int) -> None:
     """Keep ``key`` in a bounded insertion-ordered dict (the oldest goes first)."""
     memory.pop(key, None)
     memory[key] = value
-    if len(memory) > _REMEMBERED:
+    if len(memory) > limit:
         del memory[next(iter(memory))]
 
 
@@ -604,7 +608,8 @@ class Gateway(Operations):
                 created_at=job.created_at,
             )
             if isinstance(outcome, p.Done | p.Failed):
-                if job.request_id in self._claimed or not job.polling:
+                if job.request_id in self._claimed or job.state is JobState.DONE:
+                    # A notification ended the job (or is ending it) while this poll was out.
                     self._drop_late_answer(job, outcome)
                     return
                 self._claimed[job.request_id] = anyio.Event()
@@ -679,7 +684,7 @@ class Gateway(Operations):
             else:
                 job._resolve(value)  # noqa: SLF001
                 if job.tracking_id is not None and isinstance(value, Transaction) and value.uid:
-                    _remember(self._ended_uids, value.uid, None)
+                    _remember(self._ended_uids, value.uid, None, _ENDED_UIDS)
         elif isinstance(outcome, p.Failed):
             job._resolve(  # noqa: SLF001
                 error=JobFailed(
@@ -1076,7 +1081,7 @@ class Gateway(Operations):
             resolved = job.done()
             logger.debug("request_id=%s resolved by a notification", job.request_id)
         if resolved:
-            _remember(self._ended_uids, uid, None)
+            _remember(self._ended_uids, uid, None, _ENDED_UIDS)
         followed = self._wake_followers(transaction)
         return Notification(transaction, job, resolved=resolved, followed=followed, received_at=now)
 
@@ -1131,7 +1136,7 @@ class Gateway(Operations):
         uid = transaction.uid
         if uid is None or not transaction.status.final:
             return 0
-        _remember(self._finals, uid, transaction)
+        _remember(self._finals, uid, transaction, _FINALS)
         waiting = self._followers.pop(uid, [])
         for wake in waiting:
             wake(transaction)
