@@ -4,7 +4,9 @@ Every contender submits ``n`` payments as fast as it can, records when each
 job's result reached the caller (epoch seconds, the simulator's clock too),
 and reports its own CPU time, wall time and memory.
 
-- ``ours``: `begateway_async.Gateway` with the given settings.
+- ``ours``: `begateway_async.Gateway` with the given settings; with
+  ``webhooks`` the payments carry a ``notification_url`` served by a
+  `WebhookEndpoint` under uvicorn in the same process (its CPU counts).
 - ``naive``: what users write today: one task per job, a fixed sleep, GET
   status_url until ``completed``, then GET response_url.
 - ``oracle``: one task per job polling response_url on the plan that is
@@ -16,11 +18,13 @@ and reports its own CPU time, wall time and memory.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import resource
+import socket
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +38,7 @@ SHOP, SECRET = "361", DEMO_SHOPS["361"]
 PAYMENT_PATH = "/async/transactions/payments"
 
 
-def _payment(n: int) -> bga.Payment:
+def _payment(n: int, notification_url: str | None = None) -> bga.Payment:
     return bga.Payment(
         amount=100 + n,
         currency="USD",
@@ -42,6 +46,7 @@ def _payment(n: int) -> bga.Payment:
         tracking_id=f"bench-{n}",
         credit_card=bga.CreditCard(number="4200000000000000", exp_month=1, exp_year=2030),
         duplicate_check=False,
+        notification_url=notification_url,
     )
 
 
@@ -206,6 +211,29 @@ async def _floor_job(client: _Bounded, i: int, recorder: Recorder) -> None:
     recorder.finished(ack["request_id"])
 
 
+@contextlib.asynccontextmanager
+async def _shop(gateway: bga.Gateway) -> AsyncIterator[str]:
+    """The webhook endpoint under uvicorn in this process and loop; yields its URL."""
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        bga.WebhookEndpoint(gateway), lifespan="off", log_level="critical", access_log=False
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.ensure_future(server.serve(sockets=[sock]))
+    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event for it
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
 async def ours(n: int, url: str, options: dict[str, Any]) -> Recorder:
     recorder = Recorder()
     poll = bga.PollPolicy(**options.get("poll", {}))
@@ -213,6 +241,10 @@ async def ours(n: int, url: str, options: dict[str, Any]) -> Recorder:
     journal = None
     if options.get("journal"):
         journal = Path(tempfile.mkdtemp()) / "journal.db"
+    key = None
+    if options.get("webhooks"):
+        async with httpx.AsyncClient() as client:
+            key = (await client.get(f"{url}/_simulator/public_key")).json()["public_key"]
     gateway = bga.Gateway(
         url,
         SHOP,
@@ -221,6 +253,10 @@ async def ours(n: int, url: str, options: dict[str, Any]) -> Recorder:
         limits=limits,
         http=options.get("http", "httpx"),
         journal=journal,
+        webhook_key=key,
+        webhook_poll=bga.PollPolicy(**options["webhook_poll"])
+        if "webhook_poll" in options
+        else None,
     )
     submitters = 64
 
@@ -230,14 +266,16 @@ async def ours(n: int, url: str, options: dict[str, Any]) -> Recorder:
     async def submitter(start: int) -> None:
         for i in range(start, n, submitters):
             try:
-                job = await gw.submit(_payment(i))
+                job = await gw.submit(_payment(i, notify))
             except bga.GatewayError as exc:
                 recorder.errors.append(type(exc).__name__)
                 continue
             recorder.started()
             job.add_done_callback(done)
 
-    async with gateway as gw:
+    # The shop opens first and closes last: the Gateway drains while it still takes notifications.
+    shop = _shop(gateway) if key is not None else contextlib.nullcontext(None)
+    async with shop as notify, gateway as gw:
         sampler = asyncio.ensure_future(recorder.sample())
         await asyncio.gather(*(submitter(k) for k in range(submitters)))
     sampler.cancel()

@@ -92,6 +92,7 @@ def run_one(
         "peak_rss_mib": client["peak_rss_kib"] / 1024,
         "peak_pending": client["peak_pending"],
         "jobs_per_s": done / client["wall_s"] if client["wall_s"] else math.nan,
+        "notifications": stats.get("notifications", {}),
         "wall_s": client["wall_s"],
     }
 
@@ -106,7 +107,10 @@ def label(row: dict[str, Any]) -> str:
         name = f"oracle w={options['weight']:g}"
     elif name == "ours":
         poll = options.get("poll", {})
-        parts = []
+        parts = ["webhooks"] if options.get("webhooks") else []
+        if "webhook_poll" in options:
+            fallback = options["webhook_poll"]
+            parts.append(f"fallback polls from {fallback['first_delay']:g} s")
         if poll.get("status_first"):
             parts.append("status_first")
         if poll.get("adaptive") is False:
@@ -138,6 +142,10 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return header + "\n".join(lines) + "\n"
 
 
+#: ``Gateway(webhook_poll=...)``: polls as a mere fallback when notifications come.
+FALLBACK_POLLS = {"adaptive": False, "first_delay": 30.0, "max_delay": 60.0}
+
+
 def plan_runs(
     quick: bool, sizes: list[int], median: float, sigma: float
 ) -> list[tuple[str, int, dict[str, Any]]]:
@@ -149,6 +157,7 @@ def plan_runs(
         return [
             ("ours", n, {"http": "httpx"}),
             ("ours", n, {"http": "aiohttp"}),
+            ("ours", n, {"http": "aiohttp", "webhooks": True}),
             ("naive", n, {"interval": 1.0, "http": "httpx"}),
             ("oracle", n, {**truth, "weight": 4.0, "http": "httpx"}),
             ("floor", n, {"http": "httpx"}),
@@ -159,6 +168,8 @@ def plan_runs(
         if n > 20_000:  # the baselines would take too long
             continue
         runs += [
+            ("ours", n, {"http": "aiohttp", "webhooks": True}),
+            ("ours", n, {"http": "aiohttp", "webhooks": True, "webhook_poll": FALLBACK_POLLS}),
             ("ours", n, {"http": "aiohttp", "poll": {"status_first": True}}),
             ("ours", n, {"http": "aiohttp", "poll": {"adaptive": False}}),
             ("floor", n, {"http": "httpx"}),

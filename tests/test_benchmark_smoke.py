@@ -40,6 +40,8 @@ def test_quick_load_benchmark_writes_its_results(tmp_path: Path):
     assert contenders == {"ours", "naive", "oracle", "floor"}
     assert all(row["completed"] == 30 for row in result["rows"])
     assert all(row["errors"] == 0 for row in result["rows"])
+    (notified,) = [row for row in result["rows"] if row["options"].get("webhooks")]
+    assert notified["notifications"] == {"200": 30}  # every job was notified, once
     assert "| contender |" in (tmp_path / "quick.md").read_text()
 
 

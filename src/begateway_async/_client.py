@@ -180,6 +180,11 @@ class Gateway(Operations):
         webhook_key: the shop's public key (PEM, or the bare base64 body the
             back office shows): notifications given to `deliver` must then
             carry a valid ``Content-Signature``. Needs the ``webhooks`` extra.
+        webhook_poll: how to poll jobs whose request names a ``notification_url``
+            when notifications reach `deliver`: polls are then only the fallback
+            for a notification that does not come (e.g. ``PollPolicy(first_delay=30,
+            adaptive=False)``: about one request per job instead of four).
+            None (the default) polls them like the others.
     """
 
     def __init__(
@@ -200,6 +205,7 @@ class Gateway(Operations):
         http: HttpChoice = "auto",
         journal: Journal | str | os.PathLike[str] | None = None,
         webhook_key: str | bytes | None = None,
+        webhook_poll: PollPolicy | None = None,
     ) -> None:
         self.base_url = validate_base_url(base_url, allow_insecure_http=allow_insecure_http)
         if isinstance(shop_id, bool) or not isinstance(shop_id, int | str) or not str(shop_id):
@@ -208,6 +214,7 @@ class Gateway(Operations):
             raise InvalidRequest("secret_key", "must be a non-empty string")
         for name, value, cls in (
             ("poll", poll, PollPolicy),
+            ("webhook_poll", webhook_poll, PollPolicy),
             ("timeouts", timeouts, Timeouts),
             ("limits", limits, Limits),
         ):
@@ -223,6 +230,7 @@ class Gateway(Operations):
             raise InvalidRequest("clock", "must return epoch seconds when called")
         self.shop_id = str(shop_id)
         self.poll = poll or PollPolicy()
+        self.webhook_poll = webhook_poll
         self.timeouts = timeouts or Timeouts()
         self.limits = limits or Limits()
         self.drain = drain
@@ -395,9 +403,10 @@ class Gateway(Operations):
             created_at=self._timebase.time(),
         )
         await self.journal.intent(entry)
-        return await self._send_entry(entry)
+        notified = getattr(request, "notification_url", None) is not None
+        return await self._send_entry(entry, notified=notified)
 
-    async def _send_entry(self, entry: JournalEntry) -> Job[Any]:
+    async def _send_entry(self, entry: JournalEntry, *, notified: bool = False) -> Job[Any]:
         """Send a journalled submit (first, or again after a restart); record what came of it."""
         client = self._client()
         headers = [(b"RequestID", entry.key.encode())]
@@ -414,7 +423,7 @@ class Gateway(Operations):
                 )
                 if not isinstance(outcome, p.Resend):
                     assert answer is not None  # noqa: S101 - a definite outcome had an answer
-                    return await self._submitted(entry, outcome, answer)
+                    return await self._submitted(entry, outcome, answer, notified=notified)
                 last = outcome
                 uncertain |= reached
                 logger.debug(
@@ -477,12 +486,18 @@ class Gateway(Operations):
         return outcome, answer, reached
 
     async def _submitted(
-        self, entry: JournalEntry, outcome: p.SubmitOutcome, answer: httpx.Response
+        self,
+        entry: JournalEntry,
+        outcome: p.SubmitOutcome,
+        answer: httpx.Response,
+        *,
+        notified: bool = False,
     ) -> Job[Any]:
         """Turn a definite answer to a submit into a job, or raise the refusal."""
         if isinstance(outcome, p.Ack):
             try:
                 job = self._acknowledged(entry, outcome)
+                job._notified = notified  # noqa: SLF001
             except UnsafeURL as exc:
                 await self._record(
                     entry.key, JournalOutcome("error", error="UnsafeURL", message=str(exc))
@@ -761,6 +776,8 @@ class Gateway(Operations):
         policy = self.poll
         if retry_after is not None:
             return min(retry_after, policy.max_retry_after)
+        if job._notified and self.webhook_poll is not None:  # noqa: SLF001
+            return self.webhook_poll.delay(job.polls, self._rng)  # notifications come first
         if self._cadence is not None:
             elapsed = self._timebase.time() - job.created_at
             offset = self._cadence.next_offset(job.operation, elapsed)

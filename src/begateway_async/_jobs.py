@@ -68,6 +68,7 @@ class Job(Generic[T]):
         "_kind",
         "_lost_reply",
         "_next_url",
+        "_notified",
         "_running_at",
         "_state",
         "_value",
@@ -113,6 +114,7 @@ class Job(Generic[T]):
         self._event: anyio.Event | None = None
         self._callbacks: list[Callable[[Job[T]], object]] | None = None
         self._lost_reply = False
+        self._notified = False  # its request named a notification_url
         self._running_at = 0.0  # seconds after creation it was last seen running
         self.polls = 0
         self.last_error: str | None = None

@@ -480,3 +480,21 @@ async def test_a_notification_during_a_polls_journal_write_waits_for_it(connect,
 
 async def _deliver(gw: bga.Gateway, body: bytes, headers: dict[str, str], out: list[Any]) -> None:
     out.append(await gw.deliver(body, headers))
+
+
+async def test_webhook_poll_makes_polls_the_fallback_for_notified_jobs(connect, simulator, clock):
+    """No notification comes (the shop is down): the notified job is polled from 30 s on."""
+    fallback = bga.PollPolicy(first_delay=30.0, adaptive=False, jitter=0.0)
+    async with connect(webhook_poll=fallback) as gw:
+        notified = await gw.submit(payment("order-1"))
+        plain = await gw.submit(payment("order-2", amount=200, notification_url=None))
+        ended: dict[str, float] = {}
+        for job in (notified, plain):
+            job.add_done_callback(
+                lambda j: ended.setdefault(j.tracking_id or "", clock.monotonic())
+            )
+        await notified
+        await plain
+    assert ended["order-2"] < 5.0  # the usual cadence: the bank takes 2 s
+    assert ended["order-1"] == pytest.approx(30.0)
+    assert polls(simulator, notified) == 1

@@ -136,6 +136,9 @@ class Notifier:
         self.attempts: list[WebhookAttempt] = []
         self.transport: httpx.AsyncBaseTransport | None = None
         self.timeout = 10.0
+        #: Deliveries in flight at once (a gateway's sender is a bounded pool too;
+        #: httpx's own pool slows down badly with hundreds of waiters).
+        self.concurrency = 16
 
     @property
     def public_key(self) -> str:
@@ -181,8 +184,14 @@ class Notifier:
 
     async def run(self) -> None:
         """Send notifications as they fall due, until cancelled."""
+        limits = httpx.Limits(
+            max_connections=self.concurrency, max_keepalive_connections=self.concurrency
+        )
+        senders = anyio.CapacityLimiter(self.concurrency)
         async with (
-            httpx.AsyncClient(transport=self.transport, timeout=self.timeout) as client,
+            httpx.AsyncClient(
+                transport=self.transport, timeout=self.timeout, limits=limits
+            ) as client,
             anyio.create_task_group() as tg,
         ):
             while True:
@@ -190,8 +199,14 @@ class Notifier:
                 now = self._clock()
                 while self._outbox and self._outbox[0][0] <= now:
                     delivery = heapq.heappop(self._outbox)[2]
-                    tg.start_soon(self._send, client, delivery)
+                    tg.start_soon(self._send_bounded, senders, client, delivery)
                 await self._wait(self._outbox[0][0] if self._outbox else math.inf)
+
+    async def _send_bounded(
+        self, senders: anyio.CapacityLimiter, client: httpx.AsyncClient, delivery: _Delivery
+    ) -> None:
+        async with senders:
+            await self._send(client, delivery)
 
     async def _send(self, client: httpx.AsyncClient, delivery: _Delivery) -> None:
         rendered = self._render(delivery.uid, delivery.base_url)

@@ -588,7 +588,8 @@ class Simulator:
     def _control(self, method: str, path: str) -> tuple[int, Any]:  # noqa: PLR0911 - a router
         parts = [p for p in path.split("/") if p]
         if method == "GET" and parts == ["stats"]:
-            return 200, self.stats.snapshot(self.faults)
+            answers = Counter(str(a.answer or a.error) for a in self.notifier.attempts)
+            return 200, {**self.stats.snapshot(self.faults), "notifications": dict(answers)}
         if method == "GET" and parts == ["public_key"]:
             return 200, {"public_key": self.public_key}
         if method == "GET" and parts == ["jobs"]:
