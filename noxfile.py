@@ -34,7 +34,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def soak(session: nox.Session) -> None:
-    """The fault-injection suite, long: thousands of jobs, twenty SIGKILLs of the batch runner."""
+    """The fault suites, long: thousands of jobs (also with notifications), twenty SIGKILLs."""
     session.install("-e", ".[tests]")
     session.env["BEGATEWAY_SOAK"] = "1"
     session.env.setdefault("BEGATEWAY_FAULT_REPORT", "fault-report.json")
@@ -44,6 +44,7 @@ def soak(session: nox.Session) -> None:
         "pytest",
         "tests/integration/test_fault_suite.py",
         "tests/integration/test_loopback.py::test_batch_runner_killed_again_and_again_pays_each_line_once",
+        "tests/integration/test_webhook_races.py::test_every_fault_at_once_with_notifications_still_ends_each_job_once",
         *session.posargs,
     )
 

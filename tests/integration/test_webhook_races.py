@@ -8,6 +8,7 @@ versions of the races are in ``test_webhook_loopback.py``.
 from __future__ import annotations
 
 import base64
+import os
 import random
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -24,7 +25,7 @@ from starlette.routing import Route
 from webhook_helpers import count_ends, polls
 
 import begateway_async as bga
-from begateway_async.testing import Simulator, Uniform, VirtualClock
+from begateway_async.testing import Fault, Faults, Simulator, Uniform, VirtualClock
 from begateway_async.testing._notifier import RETRIES, sign
 
 pytestmark = pytest.mark.anyio
@@ -498,3 +499,54 @@ async def test_webhook_poll_makes_polls_the_fallback_for_notified_jobs(connect, 
     assert ended["order-2"] < 5.0  # the usual cadence: the bank takes 2 s
     assert ended["order-1"] == pytest.approx(30.0)
     assert polls(simulator, notified) == 1
+
+
+async def test_every_fault_at_once_with_notifications_still_ends_each_job_once(
+    connect, simulator, clock
+):
+    """Dropped, truncated, throttled and failing answers, notifications racing: once each."""
+    simulator.faults = Faults(
+        too_early=Fault(rate=0.2),
+        drop=Fault(rate=0.05),
+        html_error=Fault(rate=0.05),
+        truncate=Fault(rate=0.05),
+        throttle=Fault(rate=0.03, retry_after=0.2),
+        unavailable=Fault(rate=0.03, retry_after=0.2),
+        internal_error=Fault(rate=0.03),
+    )
+    simulator.processing = {"*": Uniform(0.5, 6.0), "status_query": 0.0, "tracking_id_query": 0.0}
+    rng = random.Random(2)
+
+    async def latency() -> None:
+        await clock.sleep(rng.uniform(0.0, 3.0))
+
+    journal = bga.MemoryJournal(keep_finished=True)
+    outcomes: dict[str, object] = {}
+    async with (
+        connect(journal=journal, webhook_key=simulator.public_key) as gw,
+        simulator.notifying(shop(gw, latency=latency)),
+    ):
+        jobs = []
+        count = 2000 if os.environ.get("BEGATEWAY_SOAK") == "1" else 150  # nox -s soak: long
+        for i in range(count):
+            try:
+                jobs.append(await gw.submit(payment(f"order-{i}", amount=100 + i)))
+            except bga.GatewayError as exc:  # refused, or no answer after every re-send
+                outcomes[f"order-{i}"] = exc
+        ends = count_ends(jobs)
+        for job in jobs:
+            try:
+                outcomes[job.tracking_id or ""] = await job
+            except bga.JobError as exc:
+                outcomes[job.tracking_id or ""] = exc
+        await clock.sleep(HOUR)  # every notification and its retries delivered
+        kept = await journal.notifications(gw.base_url, gw.shop_id)
+    assert ends == {job.request_id: 1 for job in jobs}
+    paid = {k for k, v in outcomes.items() if isinstance(v, bga.Transaction) and v.successful}
+    # No payment is made twice, and each made one is known to its caller or notified.
+    made = {tx.tracking_id for tx in simulator.ledger.transactions.values()}
+    assert len(made) == simulator.stats.transactions
+    assert paid <= made
+    assert made <= paid | {n.tracking_id for n in kept}
+    assert {n.tracking_id for n in kept} == made
+    assert len(paid) > 0.8 * count
