@@ -187,3 +187,13 @@ def test_the_secret_is_in_no_repr():
     assert "signature required" in repr(verifier)
     gateway = bga.Gateway("https://gw.test", SHOP_ID, SECRET, webhook_key=PEM)
     assert SECRET not in repr(gateway.webhooks)
+
+
+def test_the_endpoint_checks_its_arguments():
+    with pytest.raises(bga.InvalidRequest, match="must be a Gateway") as caught:
+        bga.WebhookEndpoint(object())  # type: ignore[arg-type]
+    assert caught.value.field == "gateway"
+    gateway = bga.Gateway("https://gw.test", SHOP_ID, SECRET)
+    with pytest.raises(bga.InvalidRequest, match="on_notification"):
+        bga.WebhookEndpoint(gateway, on_notification="mark paid")  # type: ignore[arg-type]
+    assert SECRET not in repr(bga.WebhookEndpoint(gateway))

@@ -24,7 +24,8 @@ GatewayError
     ├── JobAbandoned             abandoned, or the Gateway closed without draining it
     └── JobTimeout (TimeoutError)  the caller stopped waiting; the job goes on
 ```
-and ``FollowUpTimeout (GatewayError, TimeoutError)``: `Gateway.follow` passed its deadline.
+and ``FollowUpTimeout (GatewayError, TimeoutError)``: `Gateway.follow` passed its deadline;
+``JournalError`` (`GatewayError`): the journal could not record a step.
 Messages never contain the secret key, a card number or a CVV: they name
 the job by ``request_id`` and ``tracking_id``, which is what a merchant
 reconciles with.

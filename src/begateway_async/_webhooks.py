@@ -249,6 +249,10 @@ class WebhookEndpoint:
         *,
         on_notification: Callable[[Notification], Awaitable[object]] | None = None,
     ) -> None:
+        if not callable(getattr(gateway, "deliver", None)):
+            raise InvalidRequest("gateway", "must be a Gateway")
+        if on_notification is not None and not callable(on_notification):
+            raise InvalidRequest("on_notification", "must be an async function or None")
         self.gateway = gateway
         self.on_notification = on_notification
 
