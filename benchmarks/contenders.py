@@ -21,10 +21,9 @@ import asyncio
 import contextlib
 import json
 import resource
-import socket
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ import httpx
 import begateway_async as bga
 from begateway_async._cadence import lognormal_cdf, plan
 from begateway_async.testing import DEMO_SHOPS
+from begateway_async.testing._server import serve_here
 
 SHOP, SECRET = "361", DEMO_SHOPS["361"]
 PAYMENT_PATH = "/async/transactions/payments"
@@ -211,29 +211,6 @@ async def _floor_job(client: _Bounded, i: int, recorder: Recorder) -> None:
     recorder.finished(ack["request_id"])
 
 
-@contextlib.asynccontextmanager
-async def _shop(gateway: bga.Gateway) -> AsyncIterator[str]:
-    """The webhook endpoint under uvicorn in this process and loop; yields its URL."""
-    import uvicorn
-
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        bga.WebhookEndpoint(gateway), lifespan="off", log_level="critical", access_log=False
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.ensure_future(server.serve(sockets=[sock]))
-    while not server.started:  # noqa: ASYNC110 - uvicorn offers no event for it
-        await asyncio.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
-
-
 async def ours(n: int, url: str, options: dict[str, Any]) -> Recorder:
     recorder = Recorder()
     poll = bga.PollPolicy(**options.get("poll", {}))
@@ -274,7 +251,8 @@ async def ours(n: int, url: str, options: dict[str, Any]) -> Recorder:
             job.add_done_callback(done)
 
     # The shop opens first and closes last: the Gateway drains while it still takes notifications.
-    shop = _shop(gateway) if key is not None else contextlib.nullcontext(None)
+    endpoint = bga.WebhookEndpoint(gateway)
+    shop = serve_here(endpoint) if key is not None else contextlib.nullcontext(None)
     async with shop as notify, gateway as gw:
         sampler = asyncio.ensure_future(recorder.sample())
         await asyncio.gather(*(submitter(k) for k in range(submitters)))

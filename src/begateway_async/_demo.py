@@ -2,7 +2,11 @@
 
 The simulator runs in a child process (a core of its own, like a real
 gateway); the real client pushes the flows through it and the summary joins
-what the client saw with the simulator's own counters.
+what the client saw with the simulator's own counters. The 3-D Secure
+payments name a ``notification_url`` served here by a `WebhookEndpoint`:
+their customers pass 3-D Secure two seconds after the bank answers, and
+`Gateway.follow` learns the final status from the simulator's signed
+notification.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from ._errors import GatewayError, JobFailed
 from ._jobs import Job
 from ._models import Transaction
 from ._requests import Authorization, Capture, CreditCard, Payment, Payout, Refund, Void
+from ._webhooks import Notification, WebhookEndpoint
 
 __all__ = ["demo"]
 
@@ -59,6 +64,14 @@ class _Run:
         self.latency: list[float] = []
         self.finished: dict[str, float] = {}  # request_id -> epoch when the waiter woke
         self.errors = 0
+        self.followed = 0  # incomplete (3-D Secure) payments followed to a final status
+        self.notifications: Counter[str] = Counter()
+
+    async def noted(self, notification: Notification) -> None:
+        """`WebhookEndpoint`'s ``on_notification``: count what came."""
+        self.notifications["received"] += 1
+        self.notifications["ended a job"] += notification.resolved
+        self.notifications["woke a follow"] += notification.followed
 
     async def job(self, kind: str, submit: Awaitable[Job[Transaction]]) -> Transaction | None:
         started = time.time()
@@ -93,15 +106,18 @@ def _card(number: str, rng: random.Random, *, year: int = 2030) -> CreditCard:
 
 
 def _flows(  # noqa: C901 - one small closure per kind of flow
-    run: _Run, gw: Gateway, rng: random.Random
+    run: _Run, gw: Gateway, rng: random.Random, notify: str
 ) -> dict[str, Callable[[int], Awaitable[None]]]:
-    def payment(n: int, number: str = GOOD, *, year: int = 2030) -> Payment:
+    def payment(
+        n: int, number: str = GOOD, *, year: int = 2030, notification_url: str | None = None
+    ) -> Payment:
         return Payment(
             amount=100 + n,  # distinct amounts: the gateway's 30 s duplicate check stays quiet
             currency="USD",
             description=f"Demo order {n}",
             tracking_id=f"demo-{n}",
             credit_card=_card(number, rng, year=year),
+            notification_url=notification_url,
             test=True,
         )
 
@@ -115,7 +131,18 @@ def _flows(  # noqa: C901 - one small closure per kind of flow
         await simple("declined payment", payment(n, DECLINED))
 
     async def three_ds(n: int) -> None:
-        await simple("3-D Secure payment", payment(n, THREE_DS))
+        kind = "3-D Secure payment"
+        tx = await simple(kind, payment(n, THREE_DS, notification_url=notify))
+        if tx is not None and tx.incomplete:  # the customer is at the 3-D Secure page
+            try:
+                final = await gw.follow(tx, within=120.0)
+            except GatewayError as exc:
+                run.outcomes[kind][type(exc).__name__] += 1
+                run.errors += 1
+            else:
+                run.outcomes[kind][str(final.status)] += 1
+                run.followed += 1
+            run.outcomes[kind]["incomplete"] -= 1
 
     async def expired(n: int) -> None:
         await simple("expired card (validation)", payment(n, year=2010))
@@ -188,9 +215,15 @@ async def _drive(url: str, args: argparse.Namespace, run: _Run) -> float:
     kinds = rng.choices(list(MIX), weights=list(MIX.values()), k=args.flows)
     progress = Progress(args.flows, "flows")
     limiter = anyio.CapacityLimiter(args.concurrency)
+    from .testing._server import serve_here  # noqa: PLC0415 - the simulator extra
+
     started = time.perf_counter()
-    async with Gateway(url, SHOP_ID, SECRET) as gw:
-        flows = _flows(run, gw, rng)
+    key = _get_json(f"{url}/_simulator/public_key")["public_key"]
+    gateway = Gateway(url, SHOP_ID, SECRET, webhook_key=key)
+    endpoint = WebhookEndpoint(gateway, on_notification=run.noted)
+    # The shop opens first and closes last: the Gateway drains while it takes notifications.
+    async with serve_here(endpoint) as shop, gateway as gw:
+        flows = _flows(run, gw, rng, f"{shop}/begateway/notify")
 
         async def one(n: int, kind: str) -> None:
             async with limiter:
@@ -208,6 +241,12 @@ async def _drive(url: str, args: argparse.Namespace, run: _Run) -> float:
 def _report(url: str, args: argparse.Namespace, run: _Run, wall: float, cpu: float) -> str:
     stats = _get_json(f"{url}/_simulator/stats")
     jobs = _get_json(f"{url}/_simulator/jobs")
+    queries = sum(1 for job in jobs.values() if job["operation"] == "status_query")
+    notes = run.notifications
+    followed = (
+        f"{run.followed} ({notes['received']} notifications: {notes['woke a follow']} woke a "
+        f"follow, {notes['ended a job']} ended a job; {queries} status queries)"
+    )
     lags = [
         woke - jobs[rid]["ready_at"]
         for rid, woke in run.finished.items()
@@ -242,6 +281,7 @@ def _report(url: str, args: argparse.Namespace, run: _Run, wall: float, cpu: flo
                 ["wall time", f"{wall:.1f} s"],
                 ["jobs per second", f"{n_jobs / wall:.0f}"],
                 ["client CPU per job", f"{cpu / max(1, n_jobs) * 1000:.2f} ms"],
+                ["3-D Secure followed to a final status", followed],
                 ["errors other than the gateway's answers", str(run.errors)],
             ],
         ),
@@ -266,9 +306,10 @@ def _pair(values: list[float]) -> str:
 
 def demo(args: argparse.Namespace) -> int:
     """Run the demo; print the summary table; 0 unless something other than the gateway failed."""
-    from .testing._server import spawn  # noqa: PLC0415
+    from .testing._server import spawn  # noqa: PLC0415 - the simulator extra
 
     arguments = ["--median", str(args.median), "--p99", str(args.p99), "--seed", str(args.seed)]
+    arguments += ["--3ds-delay", "2"]  # the customer passes 3-D Secure 2 s after the bank answers
     run = _Run()
     with spawn(arguments) as url:
         print(f"simulator started at {url}; running {args.flows} flows", file=sys.stderr)  # noqa: T201

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -241,6 +242,18 @@ def test_demo_smoke():
     assert done.returncode == 0, done.stderr
     assert "HTTP requests per job" in done.stdout
     assert "authorization + capture" in done.stdout
+    # The 3-D Secure payments end by the simulator's notification, not by a status query.
+    followed = re.search(
+        r"3-D Secure followed to a final status\s+(\d+) \((\d+) notifications: (\d+) woke a "
+        r"follow, (\d+) ended a job; (\d+) status queries\)",
+        done.stdout,
+    )
+    assert followed is not None, done.stdout
+    count, received, woke, ended, queries = map(int, followed.groups())
+    assert count >= 1
+    assert received == woke + ended  # each notification ended a job or woke a follow
+    assert woke == count
+    assert queries == 0
 
 
 async def test_simulate_command_serves(spawned):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -10,14 +11,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, Literal, TextIO
 
 import httpx
 
 from ._simulator import ConnectionDropped
 
-__all__ = ["SimulatorTransport", "run_server", "serve", "spawn"]
+__all__ = ["SimulatorTransport", "run_server", "serve", "serve_here", "spawn"]
 
 READY = "begateway-async simulator listening on "
 
@@ -83,6 +84,30 @@ def serve(
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        sock.close()
+
+
+@contextlib.asynccontextmanager
+async def serve_here(app: Any, *, host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """Serve ``app`` under uvicorn on loopback in this (asyncio) event loop; yield its base URL.
+
+    For an app that must share the loop with the code under test, such as a
+    `WebhookEndpoint` next to its `Gateway`. A free port is picked. Needs the
+    ``simulator`` extra (uvicorn).
+    """
+    server = _uvicorn_server(app)
+    sock = _loopback_socket(host, 0)
+    task = asyncio.ensure_future(server.serve(sockets=[sock]))
+    try:
+        while not server.started:  # uvicorn offers no event for it
+            if task.done():
+                task.result()  # its startup error
+                raise RuntimeError("the server did not start")
+            await asyncio.sleep(0.005)
+        yield _url(host, sock.getsockname()[1])
+    finally:
+        server.should_exit = True
+        await task
         sock.close()
 
 
