@@ -1170,9 +1170,12 @@ class Gateway(Operations):
 
         Whichever comes first: a notification of it given to `deliver` (or
         the `WebhookEndpoint`), or a status query. Queries go by uid
-        (`StatusQuery`), or by tracking id when the transaction has no uid,
-        on ``poll``'s backoff (`FOLLOW_POLICY` by default: 5 s, then 1.5 times
-        longer each time, at most a minute apart). Nothing is sent when a notification comes first.
+        (`StatusQuery`); a transaction without a uid is looked up by tracking
+        id (the newest of its type), then by the uid learnt (a notification
+        can wake only a follow that knew the uid). They run on ``poll``'s
+        backoff (`FOLLOW_POLICY` by default: 5 s, then 1.5 times longer each
+        time, at most a minute apart). Nothing is sent when a notification
+        comes first.
 
         Args:
             transaction: the transaction to follow (a final one is returned as it is).

@@ -21,7 +21,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.applications import Starlette
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 from webhook_helpers import count_ends, polls
 
 import begateway_async as bga
@@ -550,3 +550,47 @@ async def test_every_fault_at_once_with_notifications_still_ends_each_job_once(
     assert made <= paid | {n.tracking_id for n in kept}
     assert {n.tracking_id for n in kept} == made
     assert len(paid) > 0.8 * count
+
+
+async def test_follow_checks_its_arguments(connect):
+    async with connect() as gw:
+        with pytest.raises(bga.InvalidRequest, match="must be a Transaction"):
+            await gw.follow({"uid": "u1"})  # type: ignore[arg-type]
+        nameless = bga.Transaction(status=bga.TransactionStatus("incomplete"))
+        with pytest.raises(bga.InvalidRequest, match="neither a uid nor a tracking_id"):
+            await gw.follow(nameless)
+        tx = bga.Transaction(status=bga.TransactionStatus("incomplete"), uid="u1")
+        for within in (0, -1, float("inf"), "60"):
+            with pytest.raises(bga.InvalidRequest, match="within"):
+                await gw.follow(tx, within=within)  # type: ignore[arg-type]
+        with pytest.raises(bga.InvalidRequest, match="poll"):
+            await gw.follow(tx, poll={"first_delay": 1})  # type: ignore[arg-type]
+        done = bga.Transaction(status=bga.TransactionStatus("successful"), uid="u1")
+        assert await gw.follow(done) is done  # already final: nothing to wait for
+
+
+async def test_follow_without_a_uid_goes_by_tracking_id(connect, simulator):
+    async with connect() as gw:
+        tx = await gw.payment(payment("order-3ds", CHALLENGE_FAILS, notification_url=None))
+        assert tx.incomplete
+        known_only_by_order = bga.Transaction(
+            status=tx.status, type=tx.type, tracking_id=tx.tracking_id
+        )
+        done = await gw.follow(known_only_by_order)
+    assert (done.uid, done.status) == (tx.uid, "failed")
+    operations = Counter(j.operation for j in simulator.stats.jobs.values())
+    assert operations["tracking_id_query"] == 1  # then by the uid it learnt
+
+
+async def test_the_endpoint_mounts_under_a_prefix(connect, simulator):
+    """``Mount`` (FastAPI's ``app.mount``) works too, at the mount path with a slash."""
+    async with connect(poll=SLOW_POLLS, webhook_key=simulator.public_key) as gw:
+        app = Starlette(routes=[Mount("/hooks/begateway", app=bga.WebhookEndpoint(gw))])
+        async with simulator.notifying(httpx.ASGITransport(app=app)):
+            # Without the slash Starlette answers 307, which the gateway does not follow.
+            notify = "http://shop.test/hooks/begateway/"
+            job = await gw.submit(payment("order-1", notification_url=notify))
+            tx = await job
+    assert tx.successful
+    assert polls(simulator, job) == 0
+    assert [a.answer for a in simulator.notifier.attempts] == [200]
