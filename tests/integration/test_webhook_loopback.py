@@ -16,6 +16,8 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.applications import Starlette
 from starlette.routing import Route
 from webhook_helpers import count_ends, polls, serving
@@ -31,6 +33,7 @@ GOOD = "4200000000000000"
 CHALLENGE_OK = "4012000000001097"
 CHALLENGE_FAILS = "4012000000001022"
 BOUND = 60.0  # seconds any one test may take
+STRANGER = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 Handler = Callable[[bga.Notification], Awaitable[object]]
@@ -218,6 +221,8 @@ async def test_forged_and_tampered_notifications_over_loopback():
                     403,
                 ),
                 ({"authorization": auth}, body, 403),
+                # Signed, but with a key that is not the gateway's.
+                ({"authorization": auth, "content-signature": sign(body, STRANGER)}, body, 403),
             ]
             for headers, content, expected in forged:
                 answer = await client.post(notify, content=content, headers=headers)
@@ -281,3 +286,24 @@ async def test_the_simulate_command_sends_signed_notifications():
                 assert final.successful
                 assert final.three_d_secure is not None
                 assert threeds.polls == 0
+
+
+async def test_a_gateway_with_the_wrong_key_refuses_every_notification_over_loopback():
+    """The shop configured another key: each notification is refused (403); polls end the jobs."""
+    wrong = (
+        STRANGER.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    journal = bga.MemoryJournal(keep_finished=True)
+    async with world(webhook_key=wrong, journal=journal) as (gw, simulator, notify):
+        jobs = [await gw.submit(payment(notify, i)) for i in range(10)]
+        ends = count_ends(jobs)
+        results = [await job for job in jobs]
+        while len(simulator.notifier.attempts) < 10:  # noqa: ASYNC110 - the simulator's outbox
+            await anyio.sleep(0.02)
+        kept = await journal.notifications(gw.base_url, gw.shop_id)
+    assert all(tx.successful for tx in results)
+    assert ends == {job.request_id: 1 for job in jobs}
+    assert {a.answer for a in simulator.notifier.attempts} == {403}
+    assert kept == []
