@@ -579,9 +579,15 @@ class Gateway(Operations):
         if not self._jobs:
             self._idle = anyio.Event()
         self._jobs[job.request_id] = job
-        if self._by_tracking is not None and job.tracking_id is not None:
-            self._by_tracking.setdefault(job.tracking_id, []).append(job)
+        if self._by_tracking is not None:
+            self._index(job)
         self._scheduler.schedule(self._origin, self._timebase.monotonic() + delay, job)
+
+    def _index(self, job: Job[Any]) -> None:
+        """Add a pending job to the index by tracking id (once notifications come)."""
+        assert self._by_tracking is not None  # noqa: S101 - built by the caller
+        if job.tracking_id is not None:
+            self._by_tracking.setdefault(job.tracking_id, []).append(job)
 
     def _forget(self, job: Job[Any]) -> None:
         if self._jobs.get(job.request_id) is job:
@@ -1061,6 +1067,7 @@ class Gateway(Operations):
         """
         self._client()
         transaction = self.webhooks.verify(body, headers)
+        raw = bytes(body)
         uid = transaction.uid
         assert uid is not None  # noqa: S101 - the verifier requires one
         now = self._timebase.time()
@@ -1082,13 +1089,13 @@ class Gateway(Operations):
                     uid,
                     transaction.tracking_id,
                     str(transaction.status),
-                    bytes(body),
+                    raw,
                     now,
                     key=key,
                 )
             )
             if key is not None:
-                await self._record(key, JournalOutcome("result", 200, bytes(body)))
+                await self._record(key, JournalOutcome("result", 200, raw))
         finally:
             if key is not None and job is not None:
                 self._claimed.pop(job.request_id).set()
@@ -1107,8 +1114,7 @@ class Gateway(Operations):
         if self._by_tracking is None:
             self._by_tracking = {}
             for pending in self._jobs.values():
-                if pending.tracking_id is not None:
-                    self._by_tracking.setdefault(pending.tracking_id, []).append(pending)
+                self._index(pending)
         if transaction.tracking_id is None or transaction.uid in self._ended_uids:
             return None
         candidates = [

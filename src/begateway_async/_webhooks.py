@@ -27,15 +27,7 @@ from ._serde import parse_transaction
 if TYPE_CHECKING:
     from ._client import Gateway
 
-__all__ = [
-    "Notification",
-    "WebhookEndpoint",
-    "WebhookMalformed",
-    "WebhookRejected",
-    "WebhookSignatureInvalid",
-    "WebhookUnauthorized",
-    "WebhookVerifier",
-]
+__all__ = ["Notification", "WebhookEndpoint", "WebhookVerifier"]
 
 logger = logging.getLogger("begateway_async")
 
