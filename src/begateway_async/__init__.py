@@ -24,9 +24,11 @@ from ._config import (
     PollPolicy,
     Timeouts,
 )
+from ._endpoint import WebhookEndpoint
 from ._errors import (
     FollowUpTimeout,
     GatewayError,
+    GatewayStateError,
     InvalidRequest,
     JobAbandoned,
     JobError,
@@ -35,6 +37,7 @@ from ._errors import (
     JobLost,
     JobTimeout,
     MalformedResponse,
+    NotResumable,
     RequestRejected,
     SubmitIndeterminate,
     TransportError,
@@ -44,28 +47,17 @@ from ._errors import (
     WebhookSignatureInvalid,
     WebhookUnauthorized,
 )
-from ._jobs import Job, JobState
-from ._journal import (
-    Journal,
-    JournalEntry,
-    JournalError,
-    JournalNotification,
-    JournalOutcome,
-    MemoryJournal,
-    SQLiteJournal,
-)
+from ._jobs import AsCompleted, Job, JobState
+from ._journal import Journal, MemoryJournal
 from ._models import Balance, BankDetails, Card, ThreeDSecure, Transaction, TransactionStatus
+from ._parts import AdditionalData, BillingAddress, CreditCard, Customer, EncryptedCreditCard
+from ._records import JournalEntry, JournalError, JournalNotification, JournalOutcome
 from ._requests import (
-    AdditionalData,
     Authorization,
     BalanceQuery,
-    BillingAddress,
     Capture,
     Chargeback,
     Checkup,
-    CreditCard,
-    Customer,
-    EncryptedCreditCard,
     Payment,
     Payout,
     Refund,
@@ -75,8 +67,9 @@ from ._requests import (
     TrackingIdQuery,
     Void,
 )
+from ._sqlite import SQLiteJournal
 from ._version import __version__
-from ._webhooks import Notification, WebhookEndpoint, WebhookVerifier
+from ._webhooks import Notification, WebhookVerifier
 
 __all__ = [
     "BEGATEWAY_DEMO",
@@ -85,6 +78,7 @@ __all__ = [
     "PAYCROSS",
     "UNONAPAY",
     "AdditionalData",
+    "AsCompleted",
     "Authorization",
     "Balance",
     "BalanceQuery",
@@ -100,6 +94,7 @@ __all__ = [
     "FollowUpTimeout",
     "Gateway",
     "GatewayError",
+    "GatewayStateError",
     "InvalidRequest",
     "Job",
     "JobAbandoned",
@@ -117,6 +112,7 @@ __all__ = [
     "Limits",
     "MalformedResponse",
     "MemoryJournal",
+    "NotResumable",
     "Notification",
     "Payment",
     "Payout",

@@ -8,6 +8,8 @@ is a `Transaction` whose ``status`` is ``"failed"``.
 ```
 GatewayError
 ├── InvalidRequest (ValueError)  a request or argument failed validation; nothing was sent
+├── GatewayStateError (RuntimeError)  the Gateway is not open: not entered yet, or closed
+├── NotResumable (RuntimeError)  `Job.token` of a job answered at submit: no task to resume
 ├── UnsafeURL                    the gateway gave a URL on another origin; never requested
 ├── RequestRejected              the gateway refused the submit (or, later, our credentials)
 ├── SubmitIndeterminate          the submit's fate is unknown after bounded re-sends
@@ -39,6 +41,7 @@ from typing import Any
 __all__ = [
     "FollowUpTimeout",
     "GatewayError",
+    "GatewayStateError",
     "InvalidRequest",
     "JobAbandoned",
     "JobError",
@@ -47,6 +50,7 @@ __all__ = [
     "JobLost",
     "JobTimeout",
     "MalformedResponse",
+    "NotResumable",
     "RequestRejected",
     "SubmitIndeterminate",
     "TransportError",
@@ -74,6 +78,29 @@ class InvalidRequest(GatewayError, ValueError):  # noqa: N818 - names what happe
         super().__init__(f"{field}: {reason}")
         self.field = field
         self.reason = reason
+
+
+class GatewayStateError(GatewayError, RuntimeError):
+    """The Gateway cannot do this in its state: it is not open (yet, or any more), or open already.
+
+    A Gateway opens once, like `httpx.AsyncClient`: ``async with`` starts its
+    connection pool and scheduler, leaving it closes them for good. Use it
+    inside the block; make a new Gateway to start again. Nothing was sent.
+
+    Attributes:
+        state: ``"new"`` (never opened), ``"open"`` or ``"closed"``.
+    """
+
+    def __init__(self, message: str, *, state: str) -> None:
+        super().__init__(message)
+        self.state = state
+
+
+class NotResumable(GatewayError, RuntimeError):  # noqa: N818
+    """`Job.token` of a job the gateway answered at submit: there is no task to resume.
+
+    Its result is already known: ``await job`` gives it.
+    """
 
 
 class UnsafeURL(GatewayError):  # noqa: N818

@@ -1,35 +1,32 @@
-"""`Job`: one task at the gateway, awaitable by any number of waiters.
+"""`Job`: one task at the gateway, awaitable by any number of waiters; `AsCompleted`.
 
 A job is a small record, not a task: the Gateway's scheduler polls it and
-resolves it. Awaiting it never drives it, and cancelling a waiter never
-cancels it.
+ends it. Awaiting it never drives it, and cancelling a waiter never cancels
+it. A job knows no Gateway: it is given the gateway's base URL (for its
+token), the time line its waits run on, and what to call when it is
+abandoned.
 """
 
 from __future__ import annotations
 
+import collections
 import enum
 import json
-from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
+from collections.abc import Callable, Generator, Iterable
+from types import TracebackType
+from typing import Any, Final, Generic, Self, TypeVar
 
 import anyio
-import httpx
 
-from ._errors import InvalidRequest, JobAbandoned, JobTimeout
-from ._requests import ResultKind, result_kind
+from ._clock import Timebase
+from ._errors import InvalidRequest, JobAbandoned, JobTimeout, NotResumable
 
-if TYPE_CHECKING:
-    from ._client import Gateway
-
-__all__ = ["Job", "JobState"]
+__all__ = ["AsCompleted", "Job", "JobState", "read_token"]
 
 T = TypeVar("T")
 
 TOKEN_VERSION: Final = 1
 TOKEN_TYPE: Final = "begateway-async/job"  # noqa: S105 - a type tag, not a secret
-
-
-_NOT_TRACKED: Final = httpx.URL()
 
 
 class JobState(enum.Enum):
@@ -46,7 +43,11 @@ class JobState(enum.Enum):
 class Job(Generic[T]):
     """A submitted task; ``await job`` gives its result.
 
+    Jobs are made by the `Gateway` (`Gateway.submit`, `Gateway.resume`, ...),
+    not by hand.
+
     Attributes:
+        gateway: the base URL of the gateway the task is at.
         request_id: the gateway's task id.
         status_url: where the task's state is served.
         response_url: where its result is served (24 hours, or once for errors).
@@ -64,15 +65,12 @@ class Job(Generic[T]):
         "_callbacks",
         "_error",
         "_event",
-        "_gateway",
-        "_kind",
-        "_lost_reply",
-        "_next_url",
-        "_notified",
-        "_running_at",
+        "_on_abandon",
         "_state",
+        "_timebase",
         "_value",
         "created_at",
+        "gateway",
         "idempotency_key",
         "last_error",
         "operation",
@@ -86,8 +84,9 @@ class Job(Generic[T]):
 
     def __init__(
         self,
-        gateway: Gateway,
         *,
+        gateway: str,
+        timebase: Timebase,
         request_id: str,
         status_url: str,
         response_url: str,
@@ -96,9 +95,9 @@ class Job(Generic[T]):
         created_at: float,
         idempotency_key: str | None,
         tag: str | None = None,
+        on_abandon: Callable[[Job[Any]], object] | None = None,
     ) -> None:
-        self._gateway = gateway
-        self.tag = tag
+        self.gateway = gateway
         self.request_id = request_id
         self.status_url = status_url
         self.response_url = response_url
@@ -106,18 +105,16 @@ class Job(Generic[T]):
         self.operation = operation
         self.created_at = created_at
         self.idempotency_key = idempotency_key
-        self._kind: ResultKind = result_kind(operation)
-        self._next_url = _NOT_TRACKED  # set by the Gateway when it schedules the job
+        self.tag = tag
+        self.polls = 0
+        self.last_error: str | None = None
+        self._timebase = timebase
+        self._on_abandon = on_abandon
         self._state = JobState.PENDING
         self._value: Any = None
         self._error: BaseException | None = None
         self._event: anyio.Event | None = None
         self._callbacks: list[Callable[[Job[T]], object]] | None = None
-        self._lost_reply = False
-        self._notified = False  # its request named a notification_url
-        self._running_at = 0.0  # seconds after creation it was last seen running
-        self.polls = 0
-        self.last_error: str | None = None
 
     def __repr__(self) -> str:
         return (
@@ -145,8 +142,23 @@ class Job(Generic[T]):
         """Return the job's error, or None (also while it is pending)."""
         return self._error
 
-    def _resolve(self, value: Any = None, error: BaseException | None = None) -> bool:
-        """End the job once; later calls change nothing and return False."""
+    def set_result(self, value: T) -> bool:
+        """End the job with its result; the Gateway's parts call it, as with `asyncio.Future`.
+
+        Returns:
+            False when the job had already ended (nothing changes then).
+        """
+        return self._end(value, None)
+
+    def set_exception(self, error: BaseException) -> bool:
+        """End the job with ``error`` (`JobAbandoned` leaves it abandoned, not done).
+
+        Returns:
+            False when the job had already ended (nothing changes then).
+        """
+        return self._end(None, error)
+
+    def _end(self, value: Any, error: BaseException | None) -> bool:
         if self._state is not JobState.PENDING:
             return False
         self._value = value
@@ -157,7 +169,6 @@ class Job(Generic[T]):
         callbacks, self._callbacks = self._callbacks, None
         for callback in callbacks or ():
             callback(self)
-        self._gateway._forget(self)  # noqa: SLF001 - the Gateway owns its jobs
         return True
 
     def add_done_callback(self, callback: Callable[[Job[T]], object]) -> None:
@@ -166,13 +177,6 @@ class Job(Generic[T]):
         The callback runs in the scheduler's task, right when the result or
         error is known: keep it short and never let it raise.
         """
-        self._add_done_callback(callback)
-
-    def remove_done_callback(self, callback: Callable[[Job[T]], object]) -> None:
-        """Forget a callback given to `add_done_callback` (no error if it is not there)."""
-        self._remove_done_callback(callback)
-
-    def _add_done_callback(self, callback: Callable[[Job[T]], object]) -> None:
         if self.done():
             callback(self)
         elif self._callbacks is None:
@@ -180,7 +184,8 @@ class Job(Generic[T]):
         else:
             self._callbacks.append(callback)
 
-    def _remove_done_callback(self, callback: Callable[[Job[T]], object]) -> None:
+    def remove_done_callback(self, callback: Callable[[Job[T]], object]) -> None:
+        """Forget a callback given to `add_done_callback` (no error if it is not there)."""
         if self._callbacks and callback in self._callbacks:
             self._callbacks.remove(callback)
 
@@ -225,17 +230,17 @@ class Job(Generic[T]):
         return result
 
     async def _wait_for(self, timeout: float) -> None:
-        timebase = self._gateway._timebase  # noqa: SLF001
+        timebase = self._timebase
         woken = anyio.Event()
 
         def wake(_: object) -> None:
             woken.set()
 
-        self._add_done_callback(wake)
+        self.add_done_callback(wake)
         try:
             await timebase.wait(woken, timebase.monotonic() + max(0.0, timeout))
         finally:
-            self._remove_done_callback(wake)
+            self.remove_done_callback(wake)
         if self._state is JobState.PENDING:
             raise JobTimeout(
                 f"no result within {timeout} s; the job goes on",
@@ -250,11 +255,11 @@ class Job(Generic[T]):
 
         The task goes on at the gateway: `token` still resumes it.
         """
-        self._resolve(
-            error=JobAbandoned(
-                "the job was abandoned", request_id=self.request_id, tracking_id=self.tracking_id
-            )
+        abandoned = JobAbandoned(
+            "the job was abandoned", request_id=self.request_id, tracking_id=self.tracking_id
         )
+        if self.set_exception(abandoned) and self._on_abandon is not None:
+            self._on_abandon(self)
 
     def token(self) -> str:
         """Return a versioned JSON token that `Gateway.resume` turns back into this job.
@@ -263,16 +268,16 @@ class Job(Generic[T]):
         store.
 
         Raises:
-            RuntimeError: the gateway answered the submit with its result at
+            NotResumable: the gateway answered the submit with its result at
                 once, so there is no task to resume.
         """
         if not self.response_url:
-            raise RuntimeError("this job was answered at submit; there is no task to resume")
+            raise NotResumable("this job was answered at submit; there is no task to resume")
         return json.dumps(
             {
                 "v": TOKEN_VERSION,
                 "type": TOKEN_TYPE,
-                "gateway": self._gateway.base_url,
+                "gateway": self.gateway,
                 "request_id": self.request_id,
                 "status_url": self.status_url,
                 "response_url": self.response_url,
@@ -312,3 +317,65 @@ def read_token(token: object) -> dict[str, Any]:
     if isinstance(created, bool) or not isinstance(created, int | float):
         raise InvalidRequest("token.created_at", "must be epoch seconds")
     return data
+
+
+class AsCompleted(Generic[T]):
+    """The given jobs as they finish, in finishing order (`Gateway.as_completed`).
+
+    An async iterator: each job it yields is done, so ``await job`` returns
+    its result or raises its error at once. Jobs already done come first.
+
+    Nothing needs closing when a loop stops early: the jobs not yet yielded
+    only hold a small callback that queues them when they end, and drop it
+    then. Use it as an async context manager (or call `aclose`) to drop
+    those callbacks at once.
+    """
+
+    __slots__ = ("_jobs", "_left", "_ready", "_wake")
+
+    def __init__(self, jobs: Iterable[Job[T]]) -> None:
+        self._jobs = list(dict.fromkeys(jobs))
+        self._left = len(self._jobs)
+        self._ready: collections.deque[Job[T]] = collections.deque()
+        self._wake: anyio.Event | None = None
+        for job in self._jobs:
+            job.add_done_callback(self._arrived)
+
+    def __repr__(self) -> str:
+        return f"<AsCompleted {self._left} of {len(self._jobs)} to come>"
+
+    def _arrived(self, job: Job[T]) -> None:
+        self._ready.append(job)
+        if self._wake is not None:
+            self._wake.set()
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> Job[T]:
+        if self._left <= 0:
+            raise StopAsyncIteration
+        while not self._ready:
+            self._wake = anyio.Event()
+            await self._wake.wait()
+        self._wake = None
+        self._left -= 1
+        return self._ready.popleft()
+
+    async def aclose(self) -> None:
+        """Stop watching the jobs not yet yielded (they go on; nothing else changes)."""
+        for job in self._jobs:
+            job.remove_done_callback(self._arrived)
+        self._left = 0
+        self._ready.clear()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()

@@ -33,6 +33,8 @@ answer                                                 outcome
 429; 503 with ``Retry-After``                          `Throttled` (pause the host)
 502, 503, 504, HTML, truncated JSON, no answer         `Transient`
 =====================================================  ==========================
+
+What to do after a poll's outcome is decided in `_steps`.
 """
 
 from __future__ import annotations

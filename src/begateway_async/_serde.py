@@ -16,7 +16,8 @@ import cattrs
 
 from ._errors import MalformedResponse
 from ._models import Balance, Transaction, TransactionStatus
-from ._requests import CreditCard, Request, ResultKind
+from ._parts import CreditCard
+from ._requests import Request, ResultKind
 
 __all__ = ["converter", "decode_json", "parse_result", "parse_transaction", "request_body"]
 
@@ -117,7 +118,7 @@ def _wire_fields(instance: Any) -> dict[str, Any]:
 
 def request_body(request: Request[Any]) -> bytes | None:
     """Return the JSON body of a request, wrapped in ``{"request": {...}}``; None for GETs."""
-    if request._method == "GET":  # noqa: SLF001 - a sibling module's class attribute
+    if request.http_method == "GET":
         return None
     return json.dumps({"request": _wire_fields(request)}, separators=(",", ":")).encode()
 

@@ -8,20 +8,51 @@ the extra, it uses httpx's default transport.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+from collections.abc import Callable
 from typing import Any, Final, Literal
 
 import httpx
 import sniffio
 
-from ._errors import InvalidRequest
+from ._errors import GatewayStateError, InvalidRequest
+from ._version import __version__
 
-__all__ = ["AnswerTooLarge", "HttpChoice", "HttpCore", "choose_transport"]
+__all__ = [
+    "AnswerTooLarge",
+    "HttpChoice",
+    "HttpCore",
+    "choose_transport",
+    "describe",
+    "gateway_headers",
+    "make_transport",
+    "not_sent",
+]
 
 HttpChoice = Literal["auto", "httpx", "aiohttp"]
 
 #: The request extension that tells our transports how much of an answer to read.
 MAX_ANSWER: Final = "begateway_async.max_answer_bytes"
+
+
+#: Errors of a request that never left this machine: the gateway saw nothing.
+_NOT_SENT: Final = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+    httpx.UnsupportedProtocol,
+)
+
+
+def not_sent(exc: httpx.HTTPError) -> bool:
+    """Whether ``exc`` says the request never left this machine (the gateway saw nothing)."""
+    return isinstance(exc, _NOT_SENT)
+
+
+def describe(exc: BaseException) -> str:
+    """One line naming an error: its type, and its message when it has one."""
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
 
 
 class AnswerTooLarge(httpx.DecodingError):
@@ -179,6 +210,30 @@ def choose_transport(http: HttpChoice, limits: httpx.Limits) -> Any:
     return None
 
 
+def make_transport(http: HttpChoice, max_connections: int) -> httpx.AsyncBaseTransport:
+    """The engine for ``http`` on the running event loop, with a pool of ``max_connections``."""
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections
+    )
+    chosen: httpx.AsyncBaseTransport | None = choose_transport(http, limits)
+    return chosen or httpx.AsyncHTTPTransport(limits=limits)
+
+
+def gateway_headers(
+    shop_id: str, secret_key: str, api_version: int | None
+) -> list[tuple[bytes, bytes]]:
+    """The headers of every request to the gateway: HTTP Basic with the shop's credentials."""
+    credentials = base64.b64encode(f"{shop_id}:{secret_key}".encode()).decode()
+    headers = [
+        (b"Accept", b"application/json"),
+        (b"User-Agent", f"begateway-async/{__version__}".encode()),
+        (b"Authorization", f"Basic {credentials}".encode()),
+    ]
+    if api_version is not None:
+        headers.append((b"X-API-Version", str(api_version).encode()))
+    return headers
+
+
 class HttpCore:
     """What the Gateway needs of an HTTP client, sent straight through an httpx transport.
 
@@ -188,28 +243,39 @@ class HttpCore:
     Basic credential). This keeps httpx's transports, `httpx.Request` and
     `httpx.Response`, the timeouts as request extensions, and httpx's errors.
 
+    It is made before the event loop runs, and opened in it (`open`: the
+    engine is chosen for the running loop); it sends nothing before that,
+    nor after `aclose`.
+
     Args:
-        transport: any `httpx.AsyncBaseTransport`.
+        transport: makes the `httpx.AsyncBaseTransport` to send through, at `open`.
         headers: sent on every request (``Authorization`` included).
         timeout: per-request timeouts.
+        max_answer_bytes: the most of one answer that is read.
     """
 
-    __slots__ = ("_extensions", "_headers", "_limit", "_transport")
+    __slots__ = ("_extensions", "_headers", "_limit", "_make", "_transport")
 
     def __init__(
         self,
-        transport: httpx.AsyncBaseTransport,
+        transport: Callable[[], httpx.AsyncBaseTransport],
         headers: list[tuple[bytes, bytes]],
         timeout: httpx.Timeout,
         max_answer_bytes: int = 1 << 20,
     ) -> None:
-        self._transport = transport
+        self._make = transport
+        self._transport: httpx.AsyncBaseTransport | None = None
         self._headers = headers
         self._limit = max_answer_bytes
         self._extensions = {"timeout": timeout.as_dict(), MAX_ANSWER: max_answer_bytes}
 
     def __repr__(self) -> str:
-        return f"<HttpCore {type(self._transport).__name__}>"
+        engine = type(self._transport).__name__ if self._transport is not None else "closed"
+        return f"<HttpCore {engine}>"
+
+    def open(self) -> None:
+        """Make the transport (in the running event loop)."""
+        self._transport = self._make()
 
     async def request(
         self,
@@ -223,7 +289,11 @@ class HttpCore:
 
         Raises:
             httpx.HTTPError: the transport's failure (connect, read, protocol, ...).
+            GatewayStateError: the core is not open (the Gateway closed first).
         """
+        transport = self._transport
+        if transport is None:
+            raise GatewayStateError("the Gateway is closed; nothing was sent", state="closed")
         if headers:
             own = {name.lower() for name, _ in headers}  # a request's own headers win
             headers = [h for h in self._headers if h[0].lower() not in own] + headers
@@ -234,7 +304,7 @@ class HttpCore:
             content=content,
             extensions=self._extensions,
         )
-        response = await self._transport.handle_async_request(request)
+        response = await transport.handle_async_request(request)
         response.request = request
         try:
             if isinstance(response.stream, httpx.ByteStream):  # read already (our aiohttp)
@@ -277,5 +347,7 @@ class HttpCore:
         )
 
     async def aclose(self) -> None:
-        """Close the transport and its connections."""
-        await self._transport.aclose()
+        """Close the transport and its connections; nothing is sent after this."""
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            await transport.aclose()

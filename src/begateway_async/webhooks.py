@@ -26,13 +26,14 @@ send it again later (up to 15 retries over about 36 hours), which is what
 covers a crash, a full disk or a bug in the handler.
 """
 
+from ._endpoint import WebhookEndpoint
 from ._errors import (
     WebhookMalformed,
     WebhookRejected,
     WebhookSignatureInvalid,
     WebhookUnauthorized,
 )
-from ._webhooks import Notification, WebhookEndpoint, WebhookVerifier
+from ._webhooks import Notification, WebhookVerifier
 
 __all__ = [
     "Notification",

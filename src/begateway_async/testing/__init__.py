@@ -2,8 +2,9 @@
 
 - `VirtualClock` runs the client's timing (and the simulator's) on virtual time.
 - `Simulator` is an ASGI app that behaves like the gateway; use it in process
-  with `SimulatorTransport`, or on loopback with `serve` (or
-  ``begateway-async simulate --port 8080``).
+  with `SimulatorTransport`, or on loopback: `serve` (a background thread),
+  `serve_here` (this event loop, asyncio), `spawn` (a child process),
+  `run_server` (the foreground), or ``begateway-async simulate --port 8080``.
 - `Faults` and `Fault` switch on the gateway's misbehaviours; `Fixed`,
   `Uniform`, `LogNormal` and `FromRequest` set how long the bank takes.
 """
@@ -12,8 +13,8 @@ from ._clock import VirtualClock, settle
 from ._distributions import Distribution, Fixed, FromRequest, LogNormal, Uniform
 from ._faults import Fault, Faults
 from ._ledger import CARDS
-from ._server import SimulatorTransport, serve
-from ._simulator import DEMO_SHOPS, JobStats, Simulator, Stats
+from ._server import SimulatorTransport, run_server, serve, serve_here, spawn
+from ._simulator import DEMO_SHOPS, JobStats, Simulator, Stats, default_processing
 
 __all__ = [
     "CARDS",
@@ -30,6 +31,10 @@ __all__ = [
     "Stats",
     "Uniform",
     "VirtualClock",
+    "default_processing",
+    "run_server",
     "serve",
+    "serve_here",
     "settle",
+    "spawn",
 ]

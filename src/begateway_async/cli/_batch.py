@@ -27,13 +27,22 @@ from typing import IO, Any
 import anyio
 import attrs
 
-from ._client import Gateway
+from begateway_async import (
+    Balance,
+    Gateway,
+    GatewayError,
+    InvalidRequest,
+    Job,
+    JobError,
+    JobFailed,
+    MemoryJournal,
+    RequestRejected,
+    SubmitIndeterminate,
+    Transaction,
+)
+
 from ._console import Progress
-from ._errors import GatewayError, InvalidRequest, JobError, SubmitIndeterminate, _BodyError
 from ._input import request_from_mapping
-from ._jobs import Job
-from ._journal import MemoryJournal
-from ._models import Balance, Transaction
 
 __all__ = ["run_batch"]
 
@@ -81,7 +90,7 @@ def _result_fields(value: Any) -> dict[str, Any]:
 
 def _error_fields(exc: GatewayError) -> dict[str, Any]:
     fields: dict[str, Any] = {"error": type(exc).__name__, "message": str(exc)}
-    if isinstance(exc, _BodyError):
+    if isinstance(exc, RequestRejected | JobFailed):
         fields["status_code"] = exc.status_code
         fields["body"] = exc.body
     if isinstance(exc, JobError):
@@ -181,7 +190,7 @@ class _Batch:
                     "operation": entry.operation,
                     "tracking_id": entry.tracking_id,
                 }
-                job = resumed.get(entry.tag) or gw._replay(entry)  # noqa: SLF001
+                job = resumed.get(entry.tag) or gw.replay(entry)
                 if job is not None:
                     tg.start_soon(self.finish, record, job)
                 elif entry.outcome is not None:

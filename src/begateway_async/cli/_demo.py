@@ -25,13 +25,24 @@ from typing import Any
 import anyio
 import attrs
 
-from ._client import Gateway
+from begateway_async import (
+    Authorization,
+    Capture,
+    CreditCard,
+    Gateway,
+    GatewayError,
+    Job,
+    JobFailed,
+    Notification,
+    Payment,
+    Payout,
+    Refund,
+    Transaction,
+    Void,
+    WebhookEndpoint,
+)
+
 from ._console import Progress, table
-from ._errors import GatewayError, JobFailed
-from ._jobs import Job
-from ._models import Transaction
-from ._requests import Authorization, Capture, CreditCard, Payment, Payout, Refund, Void
-from ._webhooks import Notification, WebhookEndpoint
 
 __all__ = ["demo"]
 
@@ -215,7 +226,7 @@ async def _drive(url: str, args: argparse.Namespace, run: _Run) -> float:
     kinds = rng.choices(list(MIX), weights=list(MIX.values()), k=args.flows)
     progress = Progress(args.flows, "flows")
     limiter = anyio.CapacityLimiter(args.concurrency)
-    from .testing._server import serve_here  # noqa: PLC0415 - the simulator extra
+    from begateway_async.testing import serve_here  # noqa: PLC0415 - the simulator extra
 
     started = time.perf_counter()
     key = _get_json(f"{url}/_simulator/public_key")["public_key"]
@@ -306,7 +317,7 @@ def _pair(values: list[float]) -> str:
 
 def demo(args: argparse.Namespace) -> int:
     """Run the demo; print the summary table; 0 unless something other than the gateway failed."""
-    from .testing._server import spawn  # noqa: PLC0415 - the simulator extra
+    from begateway_async.testing import spawn  # noqa: PLC0415 - the simulator extra
 
     arguments = ["--median", str(args.median), "--p99", str(args.p99), "--seed", str(args.seed)]
     arguments += ["--3ds-delay", "2"]  # the customer passes 3-D Secure 2 s after the bank answers

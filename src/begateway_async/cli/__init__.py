@@ -11,10 +11,14 @@ __all__ = ["main"]
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from .testing import Faults, LogNormal, Simulator  # noqa: PLC0415
-    from .testing._faults import Fault  # noqa: PLC0415
-    from .testing._server import run_server  # noqa: PLC0415
-    from .testing._simulator import default_processing  # noqa: PLC0415
+    from begateway_async.testing import (  # noqa: PLC0415 - the simulator extra
+        Fault,
+        Faults,
+        LogNormal,
+        Simulator,
+        default_processing,
+        run_server,
+    )
 
     processing = default_processing(LogNormal.from_percentiles(args.median, args.p99))
     faults = Faults(

@@ -14,8 +14,7 @@ from typing import Any, Final
 
 import attrs
 
-from ._errors import InvalidRequest
-from ._requests import (
+from begateway_async import (
     AdditionalData,
     Authorization,
     BalanceQuery,
@@ -26,6 +25,7 @@ from ._requests import (
     CreditCard,
     Customer,
     EncryptedCreditCard,
+    InvalidRequest,
     Payment,
     Payout,
     Refund,

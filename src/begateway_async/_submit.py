@@ -1,0 +1,287 @@
+"""Submitting: a request's journal entry, its ``RequestID``, bounded re-sends, the gateway's answer.
+
+`Submitter.send` POSTs (or GETs, for queries) one entry to ``/async/...``
+until the answer is definite, always with the entry's own ``RequestID``:
+the gateway processes a key once, so a re-send after a lost answer returns
+the task the first send created. It journals how a refused or unsent submit
+ended, and the acknowledgement of an accepted one; turning the answer into a
+polled job is the tracker's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import sys
+import uuid
+from typing import Any
+
+import anyio
+import attrs
+import httpx
+
+from . import _protocol as p
+from ._clock import Timebase
+from ._config import Limits, PollPolicy
+from ._errors import (
+    GatewayError,
+    InvalidRequest,
+    RequestRejected,
+    SubmitIndeterminate,
+    TransportError,
+    UnsafeURL,
+)
+from ._journal import Journal
+from ._pacing import resend_delay
+from ._records import JournalEntry, JournalOutcome
+from ._requests import Request
+from ._serde import request_body
+from ._transports import HttpCore, describe, not_sent
+
+__all__ = ["Sent", "Submitter", "request_id_header", "task_urls"]
+
+logger = logging.getLogger("begateway_async")
+
+#: A definite answer to a submit: the task was created, or the result came at once.
+Sent = p.Ack | p.Immediate
+
+
+def request_id_header(key: object) -> str:
+    """Return the ``RequestID`` to send: ``key`` if valid, a fresh UUID for None.
+
+    Raises:
+        InvalidRequest: ``key`` is not a string of 1 to 255 characters.
+    """
+    if key is None:
+        return str(uuid.uuid4())
+    if not isinstance(key, str) or not 0 < len(key) <= 255:  # noqa: PLR2004
+        raise InvalidRequest("idempotency_key", "must be a string of 1 to 255 characters")
+    return key
+
+
+def _task_url(
+    url: str | None, base_url: str, ack: p.Ack, tracking_id: str | None, kind: str
+) -> str:
+    if url is None:
+        # The documented URL of the task, when the acknowledgement omits it.
+        return f"{base_url}/async/{kind}/{ack.request_id}"
+    resolved = p.resolve_url(url, base_url)
+    if resolved is None:
+        raise UnsafeURL(
+            url, expected_origin=base_url, request_id=ack.request_id, tracking_id=tracking_id
+        )
+    return resolved
+
+
+def task_urls(ack: p.Ack, base_url: str, tracking_id: str | None) -> p.Ack:
+    """The acknowledgement with absolute URLs on the gateway's origin.
+
+    A missing URL is the documented one; a ``status_url`` off the origin is
+    replaced by the ``response_url`` (which answers the same way).
+
+    Raises:
+        UnsafeURL: the ``response_url`` is off the gateway's origin.
+    """
+    response_url = _task_url(ack.response_url, base_url, ack, tracking_id, "result")
+    try:
+        status_url = _task_url(ack.status_url, base_url, ack, tracking_id, "status")
+    except UnsafeURL:
+        logger.warning("ignoring a status_url off the gateway origin; polling response_url")
+        status_url = response_url
+    return p.Ack(ack.request_id, status_url, response_url, completed=ack.completed)
+
+
+class Submitter:
+    """Sends journalled submits and internal queries to one gateway.
+
+    Args:
+        base_url: the gateway's base URL.
+        shop_id: the shop the entries are made for.
+        http: the Gateway's HTTP core.
+        journal: where entries and their ends are recorded.
+        timebase: the Gateway's time.
+        policy: the poll policy (its backoff spaces the re-sends).
+        rng: the source of jitter.
+        limits: submits in flight, and how many attempts one submit gets.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        shop_id: str,
+        http: HttpCore,
+        journal: Journal,
+        timebase: Timebase,
+        policy: PollPolicy,
+        rng: random.Random,
+        limits: Limits,
+    ) -> None:
+        self.base_url = base_url
+        self.shop_id = shop_id
+        self._http = http
+        self._journal = journal
+        self._timebase = timebase
+        self._policy = policy
+        self._rng = rng
+        self._attempts = limits.submit_attempts
+        self._slots = anyio.CapacityLimiter(limits.concurrent_submits)
+
+    def entry(
+        self, request: Request[Any], *, idempotency_key: str | None, tag: str | None
+    ) -> JournalEntry:
+        """The journal entry of a submit of ``request`` (validating the key and tag).
+
+        Raises:
+            InvalidRequest: ``request`` is not a request, or the key or tag is malformed.
+        """
+        if not isinstance(request, Request):
+            raise InvalidRequest("request", f"must be an operation, not {type(request).__name__}")
+        if tag is not None and not isinstance(tag, str):
+            raise InvalidRequest("tag", f"must be a string, not {type(tag).__name__}")
+        return JournalEntry(
+            key=request_id_header(idempotency_key),
+            gateway=self.base_url,
+            shop_id=self.shop_id,
+            operation=request.operation,
+            method=request.http_method,
+            path=sys.intern("/async" + request.path()),  # one string per endpoint, not per job
+            body=request_body(request),
+            headers=tuple(request.http_headers.items()),
+            tracking_id=request.key,
+            tag=tag,
+            created_at=self._timebase.time(),
+        )
+
+    async def record(self, key: str, outcome: JournalOutcome) -> None:
+        """Journal how the submit ``key`` ended, stamped with the Gateway's clock."""
+        await self._journal.finished(key, attrs.evolve(outcome, finished_at=self._timebase.time()))
+
+    async def send(self, entry: JournalEntry, *, internal: bool = False) -> Sent:
+        """Send an entry until its answer is definite; journal what came of it.
+
+        Args:
+            entry: the submit (journalled already, unless ``internal``).
+            internal: a query the library makes for itself (a tracking-id
+                lookup, a follow-up): it takes no submit slot and nothing of
+                it is journalled.
+
+        Returns:
+            The acknowledgement (absolute URLs on the gateway's origin), or
+            the result when the gateway answered at once.
+
+        Raises:
+            RequestRejected: the gateway refused the submit; no task exists.
+            SubmitIndeterminate: no attempt told whether a task exists.
+            TransportError: no attempt left this machine; no task exists.
+            UnsafeURL: the gateway answered with a result URL on another origin.
+        """
+        headers = [(b"RequestID", entry.key.encode())]
+        headers += [(name.encode(), value.encode()) for name, value in entry.headers]
+        if entry.body is not None:
+            headers.append((b"Content-Type", b"application/json"))
+        url = httpx.URL(self.base_url + entry.path)
+        uncertain = False  # whether any attempt may have reached the gateway
+        answer: httpx.Response | None = None
+        last = p.Resend("not sent")
+        async with contextlib.nullcontext() if internal else self._slots:
+            for attempt in range(self._attempts):
+                outcome, answer, reached = await self._attempt(entry, url, headers)
+                if not isinstance(outcome, p.Resend):
+                    assert answer is not None  # noqa: S101 - a definite outcome had an answer
+                    return await self._definite(entry, outcome, answer, internal=internal)
+                last = outcome
+                uncertain |= reached
+                logger.debug(
+                    "submit attempt %d of %s: %s", attempt + 1, entry.operation, outcome.reason
+                )
+                if attempt + 1 < self._attempts:
+                    delay = resend_delay(self._policy, attempt, outcome.retry_after, self._rng)
+                    await self._timebase.sleep(delay)
+        if uncertain:
+            # The entry stays unfinished: `resume_all` re-sends it with this key.
+            raise SubmitIndeterminate(
+                tracking_id=entry.tracking_id,
+                idempotency_key=entry.key,
+                attempts=self._attempts,
+                last=last.reason,
+            )
+        # Every attempt was throttled, or none left this machine: no task exists.
+        if answer is None:
+            error: GatewayError = TransportError(
+                f"cannot reach the gateway, nothing was sent: {last.reason}"
+            )
+            if not internal:
+                await self.record(entry.key, JournalOutcome("not_sent", message=str(error)))
+            raise error
+        if not internal:
+            await self.record(
+                entry.key, JournalOutcome("rejected", answer.status_code, answer.content)
+            )
+        raise RequestRejected(
+            status_code=answer.status_code, body=answer.text, tracking_id=entry.tracking_id
+        )
+
+    async def _attempt(
+        self, entry: JournalEntry, url: httpx.URL, headers: list[tuple[bytes, bytes]]
+    ) -> tuple[p.SubmitOutcome, httpx.Response | None, bool]:
+        """Send one attempt.
+
+        Returns:
+            The outcome, the answer if one came, and whether a task may have
+            been created without our knowing (the request may have reached the
+            gateway and was not answered definitely, nor only throttled).
+        """
+        try:
+            answer = await self._http.request(
+                entry.method, url, content=entry.body, headers=headers
+            )
+        except httpx.HTTPError as exc:
+            return p.Resend(describe(exc)), None, not not_sent(exc)
+        outcome = p.decide_submit(
+            answer.status_code, answer.headers, answer.content, now=self._timebase.time()
+        )
+        reached = isinstance(outcome, p.Resend) and not outcome.throttled
+        return outcome, answer, reached
+
+    async def _definite(
+        self,
+        entry: JournalEntry,
+        outcome: p.SubmitOutcome,
+        answer: httpx.Response,
+        *,
+        internal: bool,
+    ) -> Sent:
+        """Journal a definite answer; return it, or raise the refusal."""
+        if isinstance(outcome, p.Ack):
+            try:
+                ack = task_urls(outcome, self.base_url, entry.tracking_id)
+            except UnsafeURL as exc:
+                if not internal:
+                    await self.record(
+                        entry.key, JournalOutcome("error", error="UnsafeURL", message=str(exc))
+                    )
+                raise
+            if not internal:
+                assert ack.status_url is not None  # noqa: S101 - resolved above
+                assert ack.response_url is not None  # noqa: S101
+                await self._journal.acknowledged(
+                    entry.key, ack.request_id, ack.status_url, ack.response_url
+                )
+            return ack
+        if isinstance(outcome, p.Immediate):
+            if not internal:
+                await self.record(
+                    entry.key, JournalOutcome("result", answer.status_code, answer.content)
+                )
+            return outcome
+        if isinstance(outcome, p.Rejected):
+            if not internal:
+                await self.record(
+                    entry.key, JournalOutcome("rejected", outcome.status_code, answer.content)
+                )
+            raise RequestRejected(
+                status_code=outcome.status_code, body=outcome.body, tracking_id=entry.tracking_id
+            )
+        raise AssertionError(outcome)  # pragma: no cover - Resend is handled by the caller

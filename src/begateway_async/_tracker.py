@@ -1,0 +1,386 @@
+"""The jobs a Gateway polls: starting them, the poll loop, and carrying out each poll's step.
+
+A pending job is a `Tracked` record in the registry (by request id) and an
+entry in the scheduler's heap; nothing else. Each poll's answer is decided
+by `_protocol.decide_poll`, its step by `_steps.decide_step`; this module
+only carries the step out: end the job (journalling how), poll it again
+(pausing the host when throttled), or look it up by tracking id.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from typing import Any, TypeVar
+
+import anyio
+import anyio.abc
+import httpx
+
+from . import _protocol as p
+from . import _steps as s
+from ._clock import Timebase
+from ._config import PollPolicy, origin_of
+from ._errors import GatewayError, JobAbandoned, JobLost, MalformedResponse
+from ._jobs import Job
+from ._models import Transaction
+from ._pacing import NOT_SEEN, Pacing
+from ._records import JournalEntry, JournalError, JournalOutcome
+from ._registry import Registry, Tracked
+from ._requests import Request, TrackingIdQuery
+from ._scheduler import Scheduler
+from ._submit import Sent, Submitter
+from ._transports import AnswerTooLarge, HttpCore, describe, not_sent
+
+__all__ = ["Tracker"]
+
+logger = logging.getLogger("begateway_async")
+T = TypeVar("T")
+
+
+class Tracker:
+    """Starts jobs from the gateway's answers and polls them until they end.
+
+    Args:
+        base_url: the gateway's base URL.
+        timebase: the Gateway's time.
+        http: the Gateway's HTTP core (the polls go through it).
+        submitter: sends the library's own queries (tracking-id lookups).
+        poll: when to poll; webhook_poll: when to poll jobs expecting a notification.
+        rng: the source of jitter.
+        cap: polls in flight per host.
+    """
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        timebase: Timebase,
+        http: HttpCore,
+        submitter: Submitter,
+        poll: PollPolicy,
+        webhook_poll: PollPolicy | None,
+        rng: random.Random,
+        cap: int,
+    ) -> None:
+        self.base_url = base_url
+        self.registry = Registry()
+        self._origin = origin_of(base_url)
+        self._timebase = timebase
+        self._http = http
+        self._submitter = submitter
+        self._status_first = poll.status_first
+        self._pacing = Pacing(poll, webhook_poll, rng, running=self.registry.running_for)
+        self._scheduler: Scheduler[Tracked] = Scheduler(timebase, self._poll, cap=cap)
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    async def run(self) -> None:
+        """Poll until cancelled (the Gateway runs this inside ``async with``)."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            try:
+                await self._scheduler.run()
+            finally:
+                self._tg = None
+
+    # --- starting jobs ---------------------------------------------------------------------
+
+    def job(
+        self, entry: JournalEntry, ack: p.Ack | None = None, *, key_known: bool = True
+    ) -> Job[Any]:
+        """A new job for ``entry`` (not polled): its task's URLs from ``ack``, if it has one.
+
+        ``key_known`` False: the ``RequestID`` the task was submitted with is
+        not known (a token that does not carry it); ``entry.key`` is then only
+        the journal's key for it.
+        """
+        return Job(
+            gateway=self.base_url,
+            timebase=self._timebase,
+            request_id=ack.request_id if ack is not None else entry.request_id or entry.key,
+            status_url=(ack.status_url if ack is not None else entry.status_url) or "",
+            response_url=(ack.response_url if ack is not None else entry.response_url) or "",
+            tracking_id=entry.tracking_id,
+            operation=entry.operation,
+            created_at=entry.created_at,
+            idempotency_key=entry.key if key_known else None,
+            tag=entry.tag,
+            on_abandon=self.registry.forget,
+        )
+
+    def ended(
+        self, entry: JournalEntry, value: Any = None, error: BaseException | None = None
+    ) -> Job[Any]:
+        """A job for ``entry`` that is already over, with ``error`` or ``value``."""
+        job = self.job(entry)
+        if error is None:
+            job.set_result(value)
+        else:
+            job.set_exception(error)
+        return job
+
+    def answered(self, entry: JournalEntry, outcome: p.Done | p.Failed) -> Job[Any]:
+        """A job for ``entry`` whose answer is known already: ended with what it says."""
+        job = self.job(entry)
+        step = s.decide_step(
+            job, outcome, lost_reply=False, now=self._timebase.time(), base_url=self.base_url
+        )
+        assert isinstance(step, s.End)  # noqa: S101 - a result or an error body ends a job
+        if step.error is None:
+            job.set_result(step.value)
+        else:
+            job.set_exception(step.error)
+        return job
+
+    def start(
+        self,
+        entry: JournalEntry,
+        sent: Sent,
+        *,
+        notified: bool = False,
+        internal: bool = False,
+        resumed: bool = False,
+        key_known: bool = True,
+    ) -> Job[Any]:
+        """The job of a definite answer to ``entry``: polled until it ends, or over already.
+
+        Args:
+            entry: the submit.
+            sent: the gateway's answer (`Submitter.send`): an acknowledgement
+                with absolute URLs, or the result itself.
+            notified: the request names a ``notification_url``.
+            internal: a query of the library's own: its end is not journalled.
+            resumed: picked up again (after a restart): polled at once, and
+                teaching the cadence nothing (its start was not seen here).
+            key_known: see `job`.
+        """
+        if isinstance(sent, p.Immediate):
+            return self.answered(entry, p.Done(sent.body))
+        existing = self.registry.get(sent.request_id)
+        if existing is not None:  # the same RequestID answered twice: one job
+            return existing.job
+        job = self.job(entry, sent, key_known=key_known)
+        polled_first = (
+            job.status_url if self._status_first and not sent.completed else job.response_url
+        )
+        tracked = Tracked(
+            job,
+            httpx.URL(polled_first),
+            notified=notified,
+            running_at=NOT_SEEN if resumed else 0.0,
+            journal_key=None if internal else entry.key,
+        )
+        delay = 0.0 if sent.completed or resumed else self._delay(tracked, None)
+        self.registry.add(tracked)
+        self._scheduler.schedule(self._origin, self._timebase.monotonic() + delay, tracked)
+        return job
+
+    async def submit(self, entry: JournalEntry, *, notified: bool = False) -> Job[Any]:
+        """Send a journalled entry and start its job (see `Submitter.send` for the errors)."""
+        return self.start(entry, await self._submitter.send(entry), notified=notified)
+
+    async def query(self, request: Request[T]) -> T:
+        """The result of a query the library makes for itself: no journal, no submit slot."""
+        entry = self._submitter.entry(request, idempotency_key=None, tag=None)
+        job: Job[T] = self.start(entry, await self._submitter.send(entry, internal=True))
+        return await job
+
+    async def transactions_of(self, tracking_id: str, operation: str) -> tuple[Transaction, ...]:
+        """The transactions with ``tracking_id`` that a submit of ``operation`` may have made."""
+        found = await self.query(TrackingIdQuery(tracking_id=tracking_id))
+        return tuple(tx for tx in found if tx.type in s.types_of(operation))
+
+    # --- polling -------------------------------------------------------------------------
+
+    async def _poll(self, tracked: Tracked) -> None:
+        """One poll of one job; the scheduler calls it when the job is due."""
+        job = tracked.job
+        if not job.polling:
+            return
+        job.polls += 1
+        try:
+            answer = await self._http.request("GET", tracked.url)
+        except AnswerTooLarge as exc:
+            too_large = MalformedResponse(str(exc), body=None, request_id=job.request_id)
+            await self._carry_out(tracked, s.End(error=too_large, journal=True))
+            return
+        except httpx.HTTPError as exc:
+            outcome: p.PollOutcome = p.Transient(describe(exc), maybe_consumed=not not_sent(exc))
+        else:
+            outcome = p.decide_poll(
+                answer.status_code,
+                answer.headers,
+                answer.content,
+                now=self._timebase.time(),
+                created_at=job.created_at,
+            )
+            if isinstance(outcome, p.Done | p.Failed):
+                if self.registry.claimed(job) or not job.polling:
+                    # A notification ended the job (or is ending it) while this poll was out.
+                    _drop_late_answer(job, outcome)
+                    return
+                with self.registry.claim(job):
+                    outcome = await self._keep(tracked, outcome, answer)
+        await self.settle(tracked, outcome)
+
+    async def _keep(
+        self, tracked: Tracked, outcome: p.Done | p.Failed, answer: httpx.Response
+    ) -> p.PollOutcome:
+        """Put a result or a one-shot error body in the journal before anyone sees it.
+
+        If the journal cannot take it, a result is fetched again later (the
+        gateway keeps it 24 hours); a one-shot error body, which cannot be,
+        still reaches the waiters, and the failure is logged.
+        """
+        if tracked.journal_key is None:
+            return outcome
+        kind = "result" if isinstance(outcome, p.Done) else "failed"
+        try:
+            await self._submitter.record(
+                tracked.journal_key, JournalOutcome(kind, answer.status_code, answer.content)
+            )
+        except JournalError as exc:
+            if isinstance(outcome, p.Done):
+                return p.Transient(f"the journal cannot take the result: {exc}")
+            logger.error(  # noqa: TRY400 - the error is the journal's, described in full
+                "request_id=%s: the one-shot error body is not journalled: %s",
+                tracked.job.request_id,
+                exc,
+            )
+        return outcome
+
+    async def settle(self, tracked: Tracked, outcome: p.PollOutcome) -> None:
+        """Apply an outcome to a pending job: decide its step and carry it out.
+
+        Whatever goes wrong here ends this one job with a typed error that
+        carries the answer; every other job goes on.
+        """
+        job = tracked.job
+        if not job.polling:
+            return
+        now = self._timebase.time()
+        try:
+            tracked.running_at = self._pacing.learn(
+                job.operation, tracked.running_at, now - job.created_at, outcome
+            )
+            step = s.decide_step(
+                job, outcome, lost_reply=tracked.lost_reply, now=now, base_url=self.base_url
+            )
+        except Exception as exc:
+            logger.exception("cannot process an answer for request_id=%s", job.request_id)
+            step = s.End(
+                error=MalformedResponse(
+                    f"cannot process the answer: {describe(exc)}",
+                    body=getattr(outcome, "body", None),
+                    request_id=job.request_id,
+                ),
+                journal=not isinstance(outcome, p.Done | p.Failed),
+            )
+        await self._carry_out(tracked, step)
+
+    async def _carry_out(self, tracked: Tracked, step: s.PollStep) -> None:
+        job = tracked.job
+        if isinstance(step, s.End):
+            self.end(tracked, step.value, step.error)
+            if step.journal and step.error is not None:
+                await self._journal_end(tracked, step.error)
+        elif isinstance(step, s.Next):
+            if step.note is not None:
+                job.last_error = step.note
+            tracked.lost_reply |= step.lost_reply
+            if step.url is not None:
+                tracked.url = httpx.URL(step.url)
+            delay = 0.0 if step.now else self._delay(tracked, step.retry_after)
+            due = self._timebase.monotonic() + delay
+            if step.pause_host:
+                self._scheduler.pause(self._origin, due)
+            if job.polling:
+                self._scheduler.schedule(self._origin, due, tracked)
+        elif self._tg is not None:  # LookUp
+            self._tg.start_soon(self._settle_lost_reply, tracked)
+
+    def _delay(self, tracked: Tracked, retry_after: float | None) -> float:
+        job = tracked.job
+        return self._pacing.delay(
+            job.operation,
+            polls=job.polls,
+            elapsed=self._timebase.time() - job.created_at,
+            notified=tracked.notified,
+            retry_after=retry_after,
+        )
+
+    def end(self, tracked: Tracked, value: Any = None, error: BaseException | None = None) -> None:
+        """End a pending job: it leaves the registry, then its waiters wake."""
+        job = tracked.job
+        self.registry.forget(job)
+        if error is not None:
+            job.set_exception(error)
+            return
+        job.set_result(value)
+        if isinstance(value, Transaction) and value.uid and job.tracking_id is not None:
+            self.registry.ended_by(value.uid)
+
+    def abandon_all(self) -> None:
+        """End every pending job as abandoned (the Gateway closes); entries stay unfinished."""
+        for tracked in self.registry.pending():
+            job = tracked.job
+            self.end(
+                tracked,
+                error=JobAbandoned(
+                    "the Gateway closed before the job finished; resume it with its token",
+                    request_id=job.request_id,
+                    tracking_id=job.tracking_id,
+                ),
+            )
+
+    async def _journal_end(self, tracked: Tracked, error: BaseException) -> None:
+        """Journal a job that ended in an error other than a body (lost, expired, ...)."""
+        if tracked.journal_key is None or isinstance(error, JobAbandoned):
+            return  # abandoned jobs stay unfinished: `resume_all` picks them up
+        try:
+            await self._submitter.record(
+                tracked.journal_key,
+                JournalOutcome("error", error=type(error).__name__, message=str(error)),
+            )
+        except JournalError:
+            logger.exception(
+                "request_id=%s: cannot journal how the job ended", tracked.job.request_id
+            )
+
+    async def _settle_lost_reply(self, tracked: Tracked) -> None:
+        """End a job whose task is unknown after a lost reply, with what its tracking id shows."""
+        job = tracked.job
+        found: tuple[Transaction, ...] | None = None
+        try:
+            assert job.tracking_id is not None  # noqa: S101 - `LookUp` needs one
+            found = await self.transactions_of(job.tracking_id, job.operation)
+        except GatewayError as exc:
+            logger.warning("request_id=%s: the tracking-id lookup failed: %s", job.request_id, exc)
+        if found is None:
+            what = "the tracking-id lookup failed too"
+        elif found:
+            what = f"the tracking-id query finds {len(found)} {job.operation} transaction(s)"
+        else:
+            what = "no transaction has its tracking_id: the task failed and its error body is gone"
+        lost = JobLost(
+            f"the reply that may have carried the task's one-shot answer was lost; {what}",
+            after_lost_reply=True,
+            request_id=job.request_id,
+            tracking_id=job.tracking_id,
+            transactions=found,
+        )
+        await self._carry_out(tracked, s.End(error=lost, journal=True))
+
+
+def _drop_late_answer(job: Job[Any], outcome: p.Done | p.Failed) -> None:
+    """A poll's answer for a job a notification ended (or is ending): log what it said."""
+    if isinstance(outcome, p.Failed):
+        # A one-shot body for a job that a notification settled: keep it in the log.
+        logger.warning(
+            "request_id=%s: an error answer (HTTP %d) after a notification ended the job: %r",
+            job.request_id,
+            outcome.status_code,
+            outcome.body,
+        )
+    else:
+        logger.debug("request_id=%s: a result after a notification ended it", job.request_id)
