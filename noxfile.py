@@ -60,6 +60,8 @@ def demo(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Micro, load and memory benchmarks (``nox -s bench -- --quick`` for a smoke run)."""
     session.install("-e", ".[bench]")
+    # The scripts run and write their files (also what catches a broken script early).
+    session.run("python", "-m", "pytest", "benchmarks/test_smoke.py", "-p", "no:randomly")
     session.run(
         "python",
         "-m",

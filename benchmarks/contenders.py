@@ -31,8 +31,7 @@ import httpx
 
 import begateway_async as bga
 from begateway_async._cadence import lognormal_cdf, plan
-from begateway_async.testing import DEMO_SHOPS
-from begateway_async.testing._server import serve_here
+from begateway_async.testing import DEMO_SHOPS, serve_here
 
 SHOP, SECRET = "361", DEMO_SHOPS["361"]
 PAYMENT_PATH = "/async/transactions/payments"

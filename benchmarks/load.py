@@ -48,7 +48,7 @@ def run_one(
     contender: str, n: int, options: dict[str, Any], median: float, p99: float, timeout: float
 ) -> dict[str, Any]:
     """Run a contender in a worker process against a fresh simulator; return its row."""
-    from begateway_async.testing._server import spawn
+    from begateway_async.testing import spawn
 
     with spawn(["--median", str(median), "--p99", str(p99)]) as url:
         with tempfile.NamedTemporaryFile("r", suffix=".json") as out:

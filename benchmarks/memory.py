@@ -88,7 +88,7 @@ async def _pending(url: str, n: int, http: str, *, traced: bool, sites: int) -> 
 
 def measure(n: int, http: str, *, traced: bool, sites: int) -> dict[str, Any]:
     """One run against a fresh simulator that keeps every task pending for an hour."""
-    from begateway_async.testing._server import spawn
+    from begateway_async.testing import spawn
 
     with spawn(["--median", "3600", "--p99", "3601"]) as url:
         return asyncio.run(_pending(url, n, http, traced=traced, sites=sites))

@@ -1,4 +1,4 @@
-"""Answers of a fake gateway and ready-made requests, for the unit tests."""
+"""Answers of a fake gateway, and the ready-made cards and requests every test uses."""
 
 from __future__ import annotations
 
@@ -61,23 +61,33 @@ def sent_json(request: httpx.Request) -> Any:
     return json.loads(request.content)
 
 
-def card() -> bga.CreditCard:
-    return bga.CreditCard(
-        number="4200000000000000",
-        verification_value="123",
-        holder="John Doe",
-        exp_month=1,
-        exp_year=2030,
-    )
+# --- ready-made requests (the one place tests build them) ----------------------------------
+
+#: The test cards: approved, declined, 3-D Secure (approved once the customer passes it).
+GOOD = "4200000000000000"
+DECLINED = "4005550000000019"
+THREE_DS = "4012000000001006"
 
 
-def payment(**overrides: Any) -> bga.Payment:
-    fields: dict[str, Any] = {
-        "amount": 100,
+def card(number: str = GOOD, **fields: Any) -> bga.CreditCard:
+    """A test card that expires in 2030 (``fields`` override the rest)."""
+    values: dict[str, Any] = {
+        "verification_value": "123",
+        "holder": "John Doe",
+        "exp_month": 1,
+        "exp_year": 2030,
+        **fields,
+    }
+    return bga.CreditCard(number=number, **values)
+
+
+def payment(amount: int = 100, number: str = GOOD, **fields: Any) -> bga.Payment:
+    """A payment of ``amount`` cents by the test card ``number`` (``fields`` override the rest)."""
+    values: dict[str, Any] = {
         "currency": "USD",
         "description": "Order 42",
         "tracking_id": "order-42",
-        "credit_card": card(),
+        **fields,
     }
-    fields.update(overrides)
-    return bga.Payment(**fields)
+    values.setdefault("credit_card", card(number))
+    return bga.Payment(amount=amount, **values)

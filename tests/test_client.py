@@ -100,7 +100,7 @@ async def test_immediate_answer(open_gateway, router):
         job = await gw.submit(payment())
         assert job.done()
         assert (await job).uid == "u1"
-        with pytest.raises(RuntimeError, match="no task to resume"):
+        with pytest.raises(bga.NotResumable, match="no task to resume"):
             job.token()
 
 

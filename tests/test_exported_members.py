@@ -5,7 +5,7 @@ import begateway_async.testing
 def test_all_is_the_public_namespace():
     """`__all__` lists exactly the public names of the package."""
     public = {name for name in dir(bga) if not name.startswith("_")}
-    public -= {"testing", "webhooks"}  # the subpackage of test helpers, the webhook module
+    public -= {"cli", "testing", "webhooks"}  # the command line, test helpers, webhooks
     assert set(bga.__all__) - {"__version__"} == public
 
 

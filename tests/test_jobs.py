@@ -223,8 +223,9 @@ async def test_an_error_in_the_block_does_not_wait(open_gateway, router, clock):
 async def test_gateway_must_be_open(router):
     """Submitting outside `async with` is a clear error, not a hang."""
     gw = bga.Gateway(BASE, 361, SECRET, transport=httpx.MockTransport(router.async_handler))
-    with pytest.raises(RuntimeError, match="async with"):
+    with pytest.raises(bga.GatewayStateError, match="async with") as info:
         await gw.submit(payment())
+    assert info.value.state == "new"
 
 
 def test_gateway_arguments_are_validated():

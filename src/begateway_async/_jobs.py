@@ -331,7 +331,7 @@ class AsCompleted(Generic[T]):
     those callbacks at once.
     """
 
-    __slots__ = ("_jobs", "_left", "_ready", "_wake")
+    __slots__ = ("__weakref__", "_jobs", "_left", "_ready", "_wake")
 
     def __init__(self, jobs: Iterable[Job[T]]) -> None:
         self._jobs = list(dict.fromkeys(jobs))

@@ -10,24 +10,30 @@ from typing import Any
 import pytest
 
 import begateway_async as bga
-from begateway_async.testing import DEMO_SHOPS, Simulator, SimulatorTransport, VirtualClock
+from begateway_async.testing import (
+    DEMO_SHOPS,
+    Simulator,
+    SimulatorTransport,
+    VirtualClock,
+    default_processing,
+)
 
 BASE = "https://gateway.simulator.test"
 SECRET = DEMO_SHOPS["361"]
 
 
 @pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
+def simulator(request: pytest.FixtureRequest, clock: VirtualClock) -> Simulator:
+    """A simulator on the virtual clock; the bank takes 2 s for everything but queries.
 
-
-@pytest.fixture
-def simulator(clock: VirtualClock) -> Simulator:
-    """A simulator on the virtual clock; the bank takes 2 s for everything but queries."""
-    return Simulator(
-        clock=clock,
-        processing={"*": 2.0, "status_query": 0.0, "tracking_id_query": 0.0, "balance_query": 0.0},
-    )
+    A test (or module) changes that with ``@pytest.mark.simulator(bank=600.0,
+    three_d_secure_delay=60.0, ...)``: ``bank`` is the processing time of the
+    operations, any other keyword goes to `Simulator`.
+    """
+    marker = request.node.get_closest_marker("simulator")
+    options: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
+    bank = options.pop("bank", 2.0)
+    return Simulator(clock=clock, processing=default_processing(bank), **options)
 
 
 @pytest.fixture

@@ -92,9 +92,10 @@ async def test_a_3ds_payment_learns_its_final_status_by_webhook(number: str, fin
                 async with httpx.AsyncClient() as customer:
                     back = await customer.post(f"{gateway_url}/_simulator/3ds/{uid}")
                     assert back.json()["status"] == final
-                # The shop's state is another server's: look until it changes.
-                while (state := await _state(client, order)) == "incomplete":  # noqa: ASYNC110
-                    await anyio.sleep(0.02)
-                assert state == final
+                # The shop answered 200 only once its handler had marked the order.
+                await simulator.notifier.wait_for(
+                    lambda sent: any(a.uid == uid and a.answer == 200 for a in sent)
+                )
+                assert await _state(client, order) == final
     delivered = [(a.uid, a.status, a.answer) for a in simulator.notifier.attempts if a.uid == uid]
     assert delivered == [(uid, final, 200)]

@@ -9,20 +9,11 @@ import pytest
 
 import begateway_async as bga
 from begateway_async.testing import DEMO_SHOPS, Fault, Faults, Simulator, SimulatorTransport
+from fakes import payment
 
 pytestmark = pytest.mark.anyio
 
 BASE = "https://gateway.simulator.test"
-
-
-def payment(n: int) -> bga.Payment:
-    return bga.Payment(
-        amount=100 + n,
-        currency="USD",
-        description=f"Order {n}",
-        tracking_id=f"order-{n}",
-        credit_card=bga.CreditCard(number="4200000000000000", exp_month=1, exp_year=2030),
-    )
 
 
 async def run_jobs(simulator, clock, count: int = 40, **options):
@@ -40,7 +31,7 @@ async def run_jobs(simulator, clock, count: int = 40, **options):
 
     async def one(n: int) -> None:
         try:
-            outcomes[n] = await (await gateway.submit(payment(n)))
+            outcomes[n] = await (await gateway.submit(payment(100 + n, tracking_id=f"order-{n}")))
         except bga.GatewayError as exc:
             outcomes[n] = exc
 

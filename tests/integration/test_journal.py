@@ -10,29 +10,13 @@ import attrs
 import pytest
 
 import begateway_async as bga
-from begateway_async.testing import Fault, Faults, Simulator, VirtualClock
+from begateway_async.testing import Fault, Faults
+from fakes import payment
 
-GOOD = "4200000000000000"
-
-pytestmark = pytest.mark.anyio
+#: The bank takes ten minutes: a Gateway closed right after submitting leaves them pending.
+pytestmark = [pytest.mark.anyio, pytest.mark.simulator(bank=600.0)]
 
 HOUR = 3600.0
-
-
-def payment(amount: int = 100, **fields: object) -> bga.Payment:
-    card = bga.CreditCard(number=GOOD, exp_month=1, exp_year=2030, verification_value="123")
-    return bga.Payment(
-        amount=amount, currency="USD", description="Order", credit_card=card, **fields
-    )
-
-
-@pytest.fixture
-def simulator(clock: VirtualClock) -> Simulator:
-    """The bank takes ten minutes: a Gateway closed right after submitting leaves them pending."""
-    return Simulator(
-        clock=clock,
-        processing={"*": 600.0, "status_query": 0.0, "tracking_id_query": 0.0},
-    )
 
 
 @pytest.fixture(params=["memory", "sqlite"])

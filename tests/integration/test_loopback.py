@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
 import subprocess
 import sys
-import time
+import threading
 import uuid
 from pathlib import Path
 
@@ -16,8 +17,17 @@ import httpx
 import pytest
 
 import begateway_async as bga
-from begateway_async.testing import DEMO_SHOPS, Fault, Faults, Fixed, LogNormal, Simulator, serve
-from begateway_async.testing._server import spawn
+from begateway_async.testing import (
+    DEMO_SHOPS,
+    Fault,
+    Faults,
+    Fixed,
+    LogNormal,
+    Simulator,
+    serve,
+    spawn,
+)
+from fakes import card
 
 pytestmark = pytest.mark.anyio
 
@@ -31,10 +41,6 @@ def loopback():
     simulator = Simulator(processing=Fixed(0.1))
     with serve(simulator) as url:
         yield simulator, url
-
-
-def card(number: str = "4200000000000000") -> bga.CreditCard:
-    return bga.CreditCard(number=number, exp_month=1, exp_year=2030)
 
 
 async def test_operations_over_loopback(loopback):
@@ -162,13 +168,44 @@ def test_batch_runner(spawned, tmp_path: Path):
     assert "exists" in fresh.stderr
 
 
-def _wait_for_lines(path: Path, count: int, process: subprocess.Popen[bytes]) -> None:
-    """Return once ``path`` has ``count`` complete lines or the process ended (bounded: 60 s)."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
-        if path.exists() and path.read_bytes().count(b"\n") >= count:
-            return
-        time.sleep(0.005)
+class Tripwire:
+    """The simulator, counting the results it serves: `tripped` is set once `arm`'s count is.
+
+    The test waits on that event (the server runs in a thread), never on a
+    sleep loop.
+    """
+
+    def __init__(self, simulator: Simulator) -> None:
+        self.simulator = simulator
+        self.tripped = threading.Event()
+        self._at = math.inf
+        self._served = 0
+
+    def arm(self, count: int) -> None:
+        """Set `tripped` once ``count`` results in all were served (at once if they were)."""
+        self.tripped.clear()
+        self._at = count
+        if self._served >= count:
+            self.tripped.set()
+
+    async def __call__(self, scope, receive, send) -> None:
+        """Serve as the simulator does, counting the results served."""
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+
+        async def counting(message) -> None:
+            start = message["type"] == "http.response.start"
+            if start and path.startswith("/async/result/") and message["status"] == 200:
+                self._served += 1
+                if self._served >= self._at:
+                    self.tripped.set()
+            await send(message)
+
+        await self.simulator(scope, receive, counting)
+
+
+def _set_on_exit(process: subprocess.Popen[bytes], event: threading.Event) -> None:
+    process.wait()
+    event.set()
 
 
 def test_batch_runner_killed_again_and_again_pays_each_line_once(tmp_path: Path):
@@ -189,7 +226,8 @@ def test_batch_runner_killed_again_and_again_pays_each_line_once(tmp_path: Path)
     source.write_text("".join(json.dumps(line) + "\n" for line in lines))
     out = tmp_path / "results.jsonl"
     simulator = Simulator(processing=LogNormal.from_percentiles(0.3, 1.5), seed=3)
-    with serve(simulator) as url:
+    tripwire = Tripwire(simulator)
+    with serve(tripwire) as url:
         env = {**os.environ, "BEGATEWAY_URL": url, "BEGATEWAY_SHOP_ID": "361"}
         env["BEGATEWAY_SECRET_KEY"] = SECRET
         command = [sys.executable, "-m", "begateway_async", "run", str(source), "--out", str(out)]
@@ -197,12 +235,16 @@ def test_batch_runner_killed_again_and_again_pays_each_line_once(tmp_path: Path)
         killed = 0
         for k in range(kills):
             process = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)  # noqa: S603
-            # Kill it at a different point each time: once k+1 fifths of the lines are out.
-            _wait_for_lines(out, (k + 1) * count // (kills + 1), process)
+            # Kill it at a different point each time: once k+1 fifths of the results are out.
+            tripwire.arm((k + 1) * count // (kills + 1))
+            ended = threading.Thread(target=_set_on_exit, args=(process, tripwire.tripped))
+            ended.start()
+            tripwire.tripped.wait(timeout=60)  # that many served, or the run is over
             if process.poll() is None:
                 process.send_signal(signal.SIGKILL)
                 killed += 1
             process.wait()
+            ended.join()
         done = subprocess.run(command, env=env, timeout=120, check=False)  # noqa: S603
         stats = simulator.stats
     assert done.returncode == 0

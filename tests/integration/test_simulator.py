@@ -18,26 +18,12 @@ from begateway_async.testing import (
     SimulatorTransport,
     Uniform,
 )
+from fakes import DECLINED, GOOD, THREE_DS, card, payment
 
 BASE = "https://gateway.simulator.test"  # as in this folder's conftest
 SECRET = DEMO_SHOPS["361"]
 
 pytestmark = pytest.mark.anyio
-
-GOOD, DECLINED, THREE_DS = "4200000000000000", "4005550000000019", "4012000000001006"
-
-
-def card(number: str = GOOD, **fields) -> bga.CreditCard:
-    return bga.CreditCard(
-        number=number, exp_month=1, exp_year=2030, verification_value="123", **fields
-    )
-
-
-def payment(amount: int = 100, number: str = GOOD, **fields) -> bga.Payment:
-    fields.setdefault("tracking_id", f"order-{amount}")
-    return bga.Payment(
-        amount=amount, currency="USD", description="Order", credit_card=card(number), **fields
-    )
 
 
 async def test_payment_and_its_children(connect, simulator):

@@ -23,13 +23,12 @@ from starlette.routing import Route
 from webhook_helpers import count_ends, polls, serving
 
 import begateway_async as bga
-from begateway_async.testing import DEMO_SHOPS, Simulator, Uniform
+from begateway_async.testing import DEMO_SHOPS, Simulator, Uniform, spawn
 from begateway_async.testing._notifier import sign
-from begateway_async.testing._server import spawn
+from fakes import payment
 
 pytestmark = pytest.mark.anyio
 
-GOOD = "4200000000000000"
 CHALLENGE_OK = "4012000000001097"
 CHALLENGE_FAILS = "4012000000001022"
 BOUND = 60.0  # seconds any one test may take
@@ -98,19 +97,6 @@ async def world(
                 yield gateway, simulator, shop_url + "/notify"
 
 
-def payment(notify: str | None, i: int = 0, number: str = GOOD, **fields: Any) -> bga.Payment:
-    card = bga.CreditCard(number=number, exp_month=1, exp_year=2030, verification_value="123")
-    return bga.Payment(
-        amount=100 + i,
-        currency="USD",
-        description="Order",
-        tracking_id=f"order-{i}",
-        notification_url=notify,
-        credit_card=card,
-        **fields,
-    )
-
-
 async def test_webhook_first_over_loopback():
     """Polls are 5 s away; the bank takes < 0.4 s: every job ends by webhook, no poll is made."""
     late = bga.PollPolicy(first_delay=5.0, adaptive=False)
@@ -120,7 +106,10 @@ async def test_webhook_first_over_loopback():
         notes.append(note)
 
     async with world(poll=late, on_notification=keep) as (gw, simulator, notify):
-        jobs = [await gw.submit(payment(notify, i)) for i in range(30)]
+        jobs = [
+            await gw.submit(payment(100 + i, tracking_id=f"order-{i}", notification_url=notify))
+            for i in range(30)
+        ]
         ends = count_ends(jobs)
         results = [await job for job in jobs]
     assert all(tx.successful for tx in results)
@@ -143,7 +132,10 @@ async def test_poll_first_over_loopback():
             all_in.set()
 
     async with world(on_notification=keep, shop_delay=1.5) as (gw, simulator, notify):
-        jobs = [await gw.submit(payment(notify, i)) for i in range(30)]
+        jobs = [
+            await gw.submit(payment(100 + i, tracking_id=f"order-{i}", notification_url=notify))
+            for i in range(30)
+        ]
         ends = count_ends(jobs)
         results = [await job for job in jobs]
         await all_in.wait()
@@ -172,7 +164,10 @@ async def test_both_ways_at_once_over_loopback():
         simulator,
         notify,
     ):
-        jobs = [await gw.submit(payment(notify, i)) for i in range(60)]
+        jobs = [
+            await gw.submit(payment(100 + i, tracking_id=f"order-{i}", notification_url=notify))
+            for i in range(60)
+        ]
         ends = count_ends(jobs)
         results = [await job for job in jobs]
         await all_in.wait()  # every notification on record and handled
@@ -198,10 +193,10 @@ async def test_forged_and_tampered_notifications_over_loopback():
         simulator,
         notify,
     ):
-        job = await gw.submit(payment(notify, 1))
+        job = await gw.submit(payment(101, tracking_id="order-1", notification_url=notify))
         await held.wait()
         uid = simulator.notifier.attempts[0].uid
-        rendered = simulator._notification(uid, gw.base_url)
+        rendered = simulator.notification(uid, gw.base_url)
         assert rendered is not None
         body = rendered[1]
         auth = "Basic " + base64.b64encode(f"361:{DEMO_SHOPS['361']}".encode()).decode()
@@ -243,7 +238,15 @@ async def test_forged_and_tampered_notifications_over_loopback():
 )
 async def test_incomplete_followed_by_webhook_over_loopback(number: str, final: str):
     async with world() as (gw, simulator, notify):
-        tx = await gw.payment(payment(notify, 1, number, return_url="https://shop.test/back"))
+        tx = await gw.payment(
+            payment(
+                101,
+                number,
+                tracking_id="order-1",
+                notification_url=notify,
+                return_url="https://shop.test/back",
+            )
+        )
         assert tx.incomplete
         done = await gw.follow(tx, within=10.0)
     assert (done.uid, done.status) == (tx.uid, final)
@@ -256,7 +259,7 @@ async def test_incomplete_followed_by_webhook_over_loopback(number: str, final: 
 async def test_incomplete_followed_by_status_query_over_loopback(number: str, final: str):
     quick = bga.PollPolicy(first_delay=0.2, factor=1.5, adaptive=False)
     async with world() as (gw, simulator, _):
-        tx = await gw.payment(payment(None, 1, number))
+        tx = await gw.payment(payment(101, number, tracking_id="order-1"))
         assert tx.incomplete
         done = await gw.follow(tx, within=10.0, poll=quick)
     assert (done.uid, done.status) == (tx.uid, final)
@@ -275,13 +278,17 @@ async def test_the_simulate_command_sends_signed_notifications():
         with anyio.fail_after(BOUND):
             async with serving(shop_app(gateway)) as shop_url, gateway:
                 notify = shop_url + "/notify"
-                job = await gateway.submit(payment(notify, 1))
+                job = await gateway.submit(
+                    payment(101, tracking_id="order-1", notification_url=notify)
+                )
                 tx = await job  # by notification: the first poll is 20 s away
                 assert tx.successful
                 assert job.polls == 0
                 # 3-D Secure: the customer is back 0.3 s after the bank answered, long
                 # before the first poll; the final notification ends the job itself.
-                threeds = await gateway.submit(payment(notify, 2, CHALLENGE_OK))
+                threeds = await gateway.submit(
+                    payment(102, CHALLENGE_OK, tracking_id="order-2", notification_url=notify)
+                )
                 final = await threeds
                 assert final.successful
                 assert final.three_d_secure is not None
@@ -297,11 +304,13 @@ async def test_a_gateway_with_the_wrong_key_refuses_every_notification_over_loop
     )
     journal = bga.MemoryJournal(keep_finished=True)
     async with world(webhook_key=wrong, journal=journal) as (gw, simulator, notify):
-        jobs = [await gw.submit(payment(notify, i)) for i in range(10)]
+        jobs = [
+            await gw.submit(payment(100 + i, tracking_id=f"order-{i}", notification_url=notify))
+            for i in range(10)
+        ]
         ends = count_ends(jobs)
         results = [await job for job in jobs]
-        while len(simulator.notifier.attempts) < 10:  # noqa: ASYNC110 - the simulator's outbox
-            await anyio.sleep(0.02)
+        await simulator.notifier.wait_for(lambda sent: len(sent) >= 10)
         kept = await journal.notifications(gw.base_url, gw.shop_id)
     assert all(tx.successful for tx in results)
     assert ends == {job.request_id: 1 for job in jobs}

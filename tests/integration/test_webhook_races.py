@@ -8,6 +8,7 @@ versions of the races are in ``test_webhook_loopback.py``.
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import random
 from collections import Counter
@@ -25,30 +26,21 @@ from starlette.routing import Mount, Route
 from webhook_helpers import count_ends, polls
 
 import begateway_async as bga
-from begateway_async.testing import Fault, Faults, Simulator, Uniform, VirtualClock
+from begateway_async.testing import Fault, Faults, Uniform
 from begateway_async.testing._notifier import RETRIES, sign
+from fakes import DECLINED, payment
 
-pytestmark = pytest.mark.anyio
+#: Customers come back from 3-D Secure a minute after the bank answered.
+pytestmark = [pytest.mark.anyio, pytest.mark.simulator(three_d_secure_delay=60.0)]
 
 NOTIFY = "http://shop.test/notify"
-GOOD = "4200000000000000"
 CHALLENGE_OK = "4012000000001097"  # 3-D Secure challenge, then successful
 CHALLENGE_FAILS = "4012000000001022"  # 3-D Secure "U", then failed
 HOUR = 3600.0
 SLOW_POLLS = bga.PollPolicy(first_delay=600.0, max_delay=600.0, adaptive=False)
 
-
-def payment(tracking_id: str, number: str = GOOD, amount: int = 100, **fields: Any) -> bga.Payment:
-    card = bga.CreditCard(number=number, exp_month=1, exp_year=2030, verification_value="123")
-    fields.setdefault("notification_url", NOTIFY)
-    fields.setdefault("description", "Order")
-    return bga.Payment(
-        amount=amount,
-        currency="USD",
-        tracking_id=tracking_id,
-        credit_card=card,
-        **fields,
-    )
+#: A payment whose request names the shop's notification URL.
+order = functools.partial(payment, notification_url=NOTIFY, description="Order")
 
 
 Handler = Callable[[bga.Notification], Awaitable[object]]
@@ -78,16 +70,6 @@ def shop(gateway: bga.Gateway, on_notification: Handler | None = None, **wrap: A
     return httpx.ASGITransport(app=app)
 
 
-@pytest.fixture
-def simulator(clock: VirtualClock) -> Simulator:
-    """The bank takes 2 s; customers come back from 3-D Secure a minute after that."""
-    return Simulator(
-        clock=clock,
-        processing={"*": 2.0, "status_query": 0.0, "tracking_id_query": 0.0},
-        three_d_secure_delay=60.0,
-    )
-
-
 async def test_webhook_first_resolves_each_job_once_and_drops_its_polls(connect, simulator):
     journal = bga.MemoryJournal(keep_finished=True)
     seen: list[bga.Notification] = []
@@ -99,7 +81,7 @@ async def test_webhook_first_resolves_each_job_once_and_drops_its_polls(connect,
         connect(poll=SLOW_POLLS, journal=journal, webhook_key=simulator.public_key) as gw,
         simulator.notifying(shop(gw, record)),
     ):
-        jobs = [await gw.submit(payment(f"order-{i}", amount=100 + i)) for i in range(40)]
+        jobs = [await gw.submit(order(100 + i, tracking_id=f"order-{i}")) for i in range(40)]
         ends = count_ends(jobs)
         results = [await job for job in jobs]
         entries = await journal.entries(gw.base_url, gw.shop_id)
@@ -133,7 +115,7 @@ async def test_poll_first_then_the_late_notification_changes_nothing(connect, si
         connect(webhook_key=simulator.public_key) as gw,
         simulator.notifying(shop(gw, flaky)),
     ):
-        jobs = [await gw.submit(payment(f"order-{i}", amount=100 + i)) for i in range(30)]
+        jobs = [await gw.submit(order(100 + i, tracking_id=f"order-{i}")) for i in range(30)]
         ends = count_ends(jobs)
         results = [await job for job in jobs]
         await clock.sleep(HOUR)  # the retries come 8 to 66 s later
@@ -158,7 +140,7 @@ async def test_webhooks_and_polls_racing_resolve_every_job_exactly_once(connect,
         connect(journal=journal, webhook_key=simulator.public_key) as gw,
         simulator.notifying(shop(gw, latency=latency)),
     ):
-        jobs = [await gw.submit(payment(f"order-{i}", amount=100 + i)) for i in range(150)]
+        jobs = [await gw.submit(order(100 + i, tracking_id=f"order-{i}")) for i in range(150)]
         ends = count_ends(jobs)
         results = [await job for job in jobs]
         await clock.sleep(60.0)  # every notification delivered
@@ -174,14 +156,14 @@ async def test_webhooks_and_polls_racing_resolve_every_job_exactly_once(connect,
     assert all(a.answer == 200 for a in simulator.notifier.attempts)
 
 
-async def test_forged_tampered_and_malformed_notifications_are_refused(connect, simulator):
+async def test_forged_tampered_and_malformed_notifications_are_refused(connect, simulator, clock):
     """Nothing resolves the job or reaches the journal until the genuine one arrives."""
     journal = bga.MemoryJournal(keep_finished=True)
     async with connect(poll=SLOW_POLLS, journal=journal, webhook_key=simulator.public_key) as gw:
-        job = await gw.submit(payment("order-1"))
-        await gw._timebase.sleep(5.0)  # the transaction is done at the simulator
+        job = await gw.submit(order(tracking_id="order-1"))
+        await clock.sleep(5.0)  # the transaction is done at the simulator
         uid = next(iter(simulator.ledger.transactions))
-        genuine = simulator._notification(uid, gw.base_url)
+        genuine = simulator.notification(uid, gw.base_url)
         assert genuine is not None
         body = genuine[1]
         good_auth = "Basic " + base64.b64encode(f"361:{simulator.shops['361']}".encode()).decode()
@@ -229,7 +211,7 @@ async def test_with_the_wrong_key_every_notification_is_refused_and_polls_decide
     )
     journal = bga.MemoryJournal(keep_finished=True)
     async with connect(webhook_key=wrong, journal=journal) as gw, simulator.notifying(shop(gw)):
-        jobs = [await gw.submit(payment(f"order-{i}", amount=100 + i)) for i in range(10)]
+        jobs = [await gw.submit(order(100 + i, tracking_id=f"order-{i}")) for i in range(10)]
         ends = count_ends(jobs)
         results = [await job for job in jobs]
         await clock.sleep(HOUR)
@@ -251,7 +233,7 @@ async def test_the_simulator_retries_on_the_documented_schedule(connect, simulat
         connect(webhook_key=simulator.public_key) as gw,
         simulator.notifying(shop(gw, broken)),
     ):
-        job = await gw.submit(payment("order-1"))
+        job = await gw.submit(order(tracking_id="order-1"))
         await job
         await clock.sleep(48 * HOUR)
         assert simulator.notifier.pending == 0  # given up
@@ -270,22 +252,24 @@ async def test_the_simulator_retries_on_the_documented_schedule(connect, simulat
     ("number", "final"), [(CHALLENGE_OK, "successful"), (CHALLENGE_FAILS, "failed")]
 )
 async def test_an_incomplete_payment_is_followed_to_its_final_status_by_webhook(
-    connect, simulator, number, final
+    connect, simulator, clock, number, final
 ):
     async with (
         connect(webhook_key=simulator.public_key) as gw,
         simulator.notifying(shop(gw)),
     ):
-        tx = await gw.payment(payment("order-3ds", number, return_url="https://shop.test/back"))
+        tx = await gw.payment(
+            order(100, number, tracking_id="order-3ds", return_url="https://shop.test/back")
+        )
         assert tx.incomplete
         assert tx.redirect_url is not None
         assert tx.redirect_url.endswith(f"/process/{tx.uid}")
-        started = gw._timebase.monotonic()
+        started = clock.monotonic()
         # Queries at 25 s and 75 s (and jitter): the notification comes in between.
         done = await gw.follow(
             tx, poll=bga.PollPolicy(first_delay=25.0, factor=2.0, adaptive=False)
         )
-        waited = gw._timebase.monotonic() - started
+        waited = clock.monotonic() - started
     assert (done.uid, done.status) == (tx.uid, final)
     assert 55.0 < waited < 62.0  # the customer came back a minute after the bank answered
     queries = [j for j in simulator.stats.jobs.values() if j.operation == "status_query"]
@@ -299,7 +283,7 @@ async def test_without_a_notification_the_follow_up_queries_by_uid(
     connect, simulator, number, final
 ):
     async with connect() as gw:
-        tx = await gw.payment(payment("order-3ds", number, notification_url=None))
+        tx = await gw.payment(order(100, number, tracking_id="order-3ds", notification_url=None))
         assert tx.incomplete
         done = await gw.follow(tx, poll=bga.PollPolicy(first_delay=5.0, factor=2.0, adaptive=False))
     assert (done.uid, done.status) == (tx.uid, final)
@@ -308,14 +292,14 @@ async def test_without_a_notification_the_follow_up_queries_by_uid(
     assert len(queries) == 4
 
 
-async def test_a_follow_up_past_its_deadline_raises_with_the_last_state(connect, simulator):
+async def test_a_follow_up_past_its_deadline_raises_with_the_last_state(connect, simulator, clock):
     simulator.three_d_secure_delay = None  # the customer never comes back
     async with connect() as gw:
-        tx = await gw.payment(payment("order-3ds", CHALLENGE_OK))
-        started = gw._timebase.monotonic()
+        tx = await gw.payment(order(100, CHALLENGE_OK, tracking_id="order-3ds"))
+        started = clock.monotonic()
         with pytest.raises(bga.FollowUpTimeout, match="still incomplete") as caught:
             await gw.follow(tx, within=600.0)
-        assert gw._timebase.monotonic() - started == pytest.approx(600.0)
+        assert clock.monotonic() - started == pytest.approx(600.0)
     assert caught.value.transaction.incomplete
     assert caught.value.uid == tx.uid
 
@@ -325,7 +309,7 @@ async def test_a_final_notification_before_follow_is_not_missed(connect, simulat
         connect(webhook_key=simulator.public_key) as gw,
         simulator.notifying(shop(gw)),
     ):
-        tx = await gw.payment(payment("order-3ds", CHALLENGE_OK))
+        tx = await gw.payment(order(100, CHALLENGE_OK, tracking_id="order-3ds"))
         await clock.sleep(300.0)  # the notification came meanwhile
         done = await gw.follow(tx)
     assert done.successful
@@ -344,8 +328,8 @@ async def test_a_notification_shared_by_two_pending_jobs_resolves_neither(connec
         connect(poll=policy, journal=journal, webhook_key=simulator.public_key) as gw,
         simulator.notifying(shop(gw, record)),
     ):
-        first = await gw.submit(payment("order-same"))
-        second = await gw.submit(payment("order-same", amount=200, description="Second"))
+        first = await gw.submit(order(tracking_id="order-same"))
+        second = await gw.submit(order(200, tracking_id="order-same", description="Second"))
         results = [await first, await second]
     assert [n.resolved for n in seen] == [False, False]
     assert all(n.job is None for n in seen)
@@ -357,20 +341,9 @@ async def test_a_notification_shared_by_two_pending_jobs_resolves_neither(connec
 async def test_an_earlier_attempts_notification_never_ends_a_retry(connect, simulator, clock):
     """A declined payment is retried with the same tracking id; the old notification is late."""
     async with connect(poll=SLOW_POLLS, webhook_key=simulator.public_key) as gw:
-        declined = await gw.payment(
-            bga.Payment(
-                amount=100,
-                currency="USD",
-                description="Order",
-                tracking_id="order-9",
-                notification_url=NOTIFY,
-                credit_card=bga.CreditCard(
-                    number="4005550000000019", exp_month=1, exp_year=2030, verification_value="123"
-                ),
-            )
-        )
+        declined = await gw.payment(order(100, DECLINED, tracking_id="order-9"))
         assert declined.failed
-        retry = await gw.submit(payment("order-9"))
+        retry = await gw.submit(order(tracking_id="order-9"))
         # Only now can the shop take notifications: the old one is first in the outbox.
         async with simulator.notifying(shop(gw)):
             result = await retry
@@ -399,7 +372,7 @@ async def test_a_notification_is_answered_503_until_the_journal_takes_it(connect
         connect(poll=SLOW_POLLS, journal=journal, webhook_key=simulator.public_key) as gw,
         simulator.notifying(shop(gw)),
     ):
-        job = await gw.submit(payment("order-1"))
+        job = await gw.submit(order(tracking_id="order-1"))
         await job
         kept = await journal.notifications(gw.base_url, gw.shop_id)
     assert [(a.attempt, a.answer) for a in simulator.notifier.attempts] == [(0, 503), (1, 200)]
@@ -415,7 +388,7 @@ async def test_sqlite_keeps_notifications_across_processes(connect, simulator, c
         ) as gw,
         simulator.notifying(shop(gw)),
     ):
-        job = await gw.submit(payment("order-1"))
+        job = await gw.submit(order(tracking_id="order-1"))
         await clock.advance(5.0)  # the bank is done at 2 s: the notification comes
         tx = await job
     journal = bga.SQLiteJournal(path)
@@ -453,11 +426,11 @@ async def test_a_notification_during_a_polls_journal_write_waits_for_it(connect,
     """The poll recording its answer ends the job; if its write fails, the notification does."""
     journal = GatedJournal(fail=fail)
     async with connect(journal=journal, webhook_key=simulator.public_key) as gw:
-        job = await gw.submit(payment("order-1"))
+        job = await gw.submit(order(tracking_id="order-1"))
         ends = count_ends([job])
         await journal.holding.wait()  # a poll has the result and is writing it
         uid = next(iter(simulator.ledger.transactions))
-        rendered = simulator._notification(uid, gw.base_url)
+        rendered = simulator.notification(uid, gw.base_url)
         assert rendered is not None
         body = rendered[1]
         headers = {
@@ -487,8 +460,8 @@ async def test_webhook_poll_makes_polls_the_fallback_for_notified_jobs(connect, 
     """No notification comes (the shop is down): the notified job is polled from 30 s on."""
     fallback = bga.PollPolicy(first_delay=30.0, adaptive=False, jitter=0.0)
     async with connect(webhook_poll=fallback) as gw:
-        notified = await gw.submit(payment("order-1"))
-        plain = await gw.submit(payment("order-2", amount=200, notification_url=None))
+        notified = await gw.submit(order(tracking_id="order-1"))
+        plain = await gw.submit(order(200, tracking_id="order-2", notification_url=None))
         ended: dict[str, float] = {}
         for job in (notified, plain):
             job.add_done_callback(
@@ -530,7 +503,7 @@ async def test_every_fault_at_once_with_notifications_still_ends_each_job_once(
         count = 2000 if os.environ.get("BEGATEWAY_SOAK") == "1" else 150  # nox -s soak: long
         for i in range(count):
             try:
-                jobs.append(await gw.submit(payment(f"order-{i}", amount=100 + i)))
+                jobs.append(await gw.submit(order(100 + i, tracking_id=f"order-{i}")))
             except bga.GatewayError as exc:  # refused, or no answer after every re-send
                 outcomes[f"order-{i}"] = exc
         ends = count_ends(jobs)
@@ -571,7 +544,9 @@ async def test_follow_checks_its_arguments(connect):
 
 async def test_follow_without_a_uid_goes_by_tracking_id(connect, simulator):
     async with connect() as gw:
-        tx = await gw.payment(payment("order-3ds", CHALLENGE_FAILS, notification_url=None))
+        tx = await gw.payment(
+            order(100, CHALLENGE_FAILS, tracking_id="order-3ds", notification_url=None)
+        )
         assert tx.incomplete
         known_only_by_order = bga.Transaction(
             status=tx.status, type=tx.type, tracking_id=tx.tracking_id
@@ -589,7 +564,7 @@ async def test_the_endpoint_mounts_under_a_prefix(connect, simulator):
         async with simulator.notifying(httpx.ASGITransport(app=app)):
             # Without the slash Starlette answers 307, which the gateway does not follow.
             notify = "http://shop.test/hooks/begateway/"
-            job = await gw.submit(payment("order-1", notification_url=notify))
+            job = await gw.submit(order(tracking_id="order-1", notification_url=notify))
             tx = await job
     assert tx.successful
     assert polls(simulator, job) == 0

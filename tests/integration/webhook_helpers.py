@@ -31,10 +31,15 @@ def count_ends(jobs: list[bga.Job[Any]]) -> Counter[str]:
 
 
 def loopback_socket() -> socket.socket:
-    """A socket bound to a free 127.0.0.1 port (``http://127.0.0.1:{port}`` once served)."""
+    """A socket listening on a free 127.0.0.1 port (``http://127.0.0.1:{port}`` once served).
+
+    It listens already: a client that connects before the server runs waits in
+    the backlog, so nobody has to poll for the server to be up.
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
     return sock
 
 
@@ -58,19 +63,25 @@ async def serving(app: Any, sock: socket.socket | None = None) -> AsyncIterator[
         from hypercorn.trio import serve  # noqa: PLC0415
     else:
         from hypercorn.asyncio import serve  # type: ignore[assignment]  # noqa: PLC0415
+    started = anyio.Event()
+
+    async def observed(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "lifespan":
+            await app(scope, receive, send)
+            return
+
+        async def sending(message: Any) -> None:
+            await send(message)
+            if message["type"] == "lifespan.startup.complete":
+                started.set()
+
+        await app(scope, receive, sending)
+
     async with anyio.create_task_group() as tg:
-        tg.start_soon(lambda: serve(app, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
-        url = f"http://127.0.0.1:{port}"
+        tg.start_soon(lambda: serve(observed, config, shutdown_trigger=stop.wait))  # type: ignore[arg-type]
         with anyio.fail_after(10):
-            while True:
-                try:
-                    stream = await anyio.connect_tcp("127.0.0.1", port)
-                except OSError:
-                    await anyio.sleep(0.01)
-                    continue
-                await stream.aclose()
-                break
+            await started.wait()  # the app's lifespan started: it serves from now on
         try:
-            yield url
+            yield f"http://127.0.0.1:{port}"
         finally:
             stop.set()

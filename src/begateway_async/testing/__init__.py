@@ -9,10 +9,10 @@
   `Uniform`, `LogNormal` and `FromRequest` set how long the bank takes.
 """
 
+from ._books import CARDS
 from ._clock import VirtualClock, settle
 from ._distributions import Distribution, Fixed, FromRequest, LogNormal, Uniform
 from ._faults import Fault, Faults
-from ._ledger import CARDS
 from ._server import SimulatorTransport, run_server, serve, serve_here, spawn
 from ._simulator import DEMO_SHOPS, JobStats, Simulator, Stats, default_processing
 

@@ -15,129 +15,23 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Final
 
-import attrs
+from ._books import (
+    CARD_OPERATIONS,
+    CARDS,
+    CHILD_OPERATIONS,
+    DUPLICATE_WINDOW,
+    PAYOUT_OPERATIONS,
+    Invalid,
+    Outcome,
+    TxRecord,
+    error_body,
+    require_envelope,
+)
+from ._render import render
 
-__all__ = ["CARDS", "Ledger", "Outcome", "TxRecord"]
+__all__ = ["Ledger"]
 
-#: Test card → (3-D Secure enrolment, final status). Enrolled cards answer
-#: ``incomplete`` with a ``redirect_url`` first (the customer must pass 3-D
-#: Secure); the final status is what completing 3-D Secure gives.
-CARDS: Final[Mapping[str, tuple[str | None, str]]] = {
-    "4200000000000000": (None, "successful"),
-    "4005550000000019": (None, "failed"),
-    "9112300000000000": (None, "successful"),
-    "4012000000001006": ("Y", "successful"),
-    "4012000000001055": ("A", "successful"),
-    "4012000000001097": ("Y", "successful"),
-    "4012000000003010": ("Y", "successful"),
-    "4012000000001022": ("U", "failed"),
-    "4012000000001030": ("R", "failed"),
-    "4012000000001014": ("N", "failed"),
-    "5204240000015003": ("Y", "successful"),
-    "5204240000015011": ("A", "successful"),
-    "5204240000015029": ("Y", "successful"),
-    "5204240000015045": ("U", "failed"),
-    "5204240000015052": ("R", "failed"),
-    "5204240000015060": ("N", "failed"),
-}
-
-CARD_OPERATIONS: Final = {
-    "payments": "payment",
-    "authorizations": "authorization",
-    "tokenizations": "tokenization",
-    "checkups": "checkup",
-}
-CHILD_OPERATIONS: Final = {
-    "captures": "capture",
-    "voids": "void",
-    "refunds": "refund",
-    "chargebacks": "chargeback",
-}
-PAYOUT_OPERATIONS: Final = {"payouts": "payout", "credits": "credit"}
-DUPLICATE_WINDOW: Final = 30.0
-_CURRENCY = re.compile(r"[A-Z]{3}")
-
-
-@attrs.define(slots=True)
-class TxRecord:
-    """One transaction in the books."""
-
-    uid: str
-    type: str
-    status: str
-    amount: int
-    currency: str
-    created_at: float
-    description: str | None = None
-    tracking_id: str | None = None
-    message: str | None = None
-    test: bool = False
-    parent_uid: str | None = None
-    reason: str | None = None
-    card: dict[str, Any] | None = None
-    three_ds: dict[str, Any] | None = None
-    redirect_url: str | None = None
-    final_status: str | None = None
-    notification_url: str | None = None
-    customer: Mapping[str, Any] | None = None
-    billing_address: Mapping[str, Any] | None = None
-    language: str = "en"
-    captured: int = 0
-    refunded: int = 0
-    voided: int = 0
-    extra: dict[str, Any] = attrs.field(factory=dict)
-
-
-@attrs.frozen
-class Outcome:
-    """What an operation gave: a record, a list, a balance, or an error (status and body)."""
-
-    status_code: int = 200
-    record: TxRecord | None = None
-    records: list[TxRecord] | None = None
-    balance: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
-
-    @property
-    def ok(self) -> bool:
-        """Whether the answer is a 200 result (kept 24 h) rather than an error (served once)."""
-        return self.status_code == 200  # noqa: PLR2004
-
-
-class _Invalid(Exception):  # noqa: N818 - internal control flow
-    def __init__(self, errors: dict[str, Any], *, code: str = "E.1025", status: int = 422) -> None:
-        super().__init__(errors)
-        self.errors = errors
-        self.code = code
-        self.status = status
-
-
-def _message(errors: Mapping[str, Any], prefix: str = "") -> list[str]:
-    parts: list[str] = []
-    for key, value in errors.items():
-        name = f"{prefix}{key}".replace("_", " ").replace(".", " ")
-        if isinstance(value, Mapping):
-            parts += _message(value, f"{prefix}{key}.")
-        elif key == "base":
-            parts += [str(v) for v in value]
-        else:
-            parts += [f"{name[:1].upper()}{name[1:]} {v}" for v in value]
-    return parts
-
-
-def error_body(errors: Mapping[str, Any], *, code: str = "E.1025") -> dict[str, Any]:
-    """The documented ``{message, errors}`` body (the v3 ``code`` is added when rendering)."""
-    return {"message": ". ".join(_message(errors)) + ".", "errors": dict(errors), "_code": code}
-
-
-def _require_envelope(request: Any) -> None:
-    if not isinstance(request, Mapping):
-        raise _Invalid({"base": ["Request section missing"]}, code="E.1017")
-
-
-def _iso(epoch: float) -> str:
-    moment = dt.datetime.fromtimestamp(epoch, dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+_CURRENCY: Final = re.compile(r"[A-Z]{3}")
 
 
 class Ledger:
@@ -171,7 +65,7 @@ class Ledger:
                 return self._query(shop, name)
             if kind == "tracking_id":
                 return self._by_tracking_id(shop, name)
-            _require_envelope(request)
+            require_envelope(request)
             if kind == "balance":
                 return self._balance(request)
             if name in CARD_OPERATIONS:
@@ -180,7 +74,7 @@ class Ledger:
                 return self._child_operation(shop, CHILD_OPERATIONS[name], request, now)
             if name in PAYOUT_OPERATIONS:
                 return self._payout(shop, PAYOUT_OPERATIONS[name], request, now)
-        except _Invalid as exc:
+        except Invalid as exc:
             return Outcome(exc.status, error=error_body(exc.errors, code=exc.code))
         return Outcome(404, error={"message": "Not found", "_code": "E.1016"})
 
@@ -264,7 +158,7 @@ class Ledger:
             return
         seen = self.recent.get(key)
         if seen is not None and now - seen < DUPLICATE_WINDOW:
-            raise _Invalid({"base": ["Duplicate transaction"]}, code="E.1018")
+            raise Invalid({"base": ["Duplicate transaction"]}, code="E.1018")
         self.recent[key] = now
         if len(self.recent) > 100_000:  # noqa: PLR2004 - forget old entries now and then
             self.recent = {k: t for k, t in self.recent.items() if now - t < DUPLICATE_WINDOW}
@@ -332,7 +226,7 @@ class Ledger:
             errors["tracking_id"] = ["can't be blank"]
         card = self._card(request, card_key, errors, now)
         if errors or card is None:
-            raise _Invalid(errors)
+            raise Invalid(errors)
         self._duplicate((shop, kind, amount, card["number"]), request, now)
         return amount, currency, card
 
@@ -375,7 +269,7 @@ class Ledger:
         if kind == "refund" and not request.get("reason"):
             errors["reason"] = ["can't be blank"]
         if errors:
-            raise _Invalid(errors)
+            raise Invalid(errors)
         parent = self._parent(shop, kind, str(parent_uid), amount)
         self._duplicate((shop, kind, amount, parent.uid), request, now)
         if kind == "capture":
@@ -403,12 +297,12 @@ class Ledger:
         """The parent of a child operation, checked: owner, type, status, amount left."""
         parent = self.transactions.get(parent_uid)
         if parent is None or self.owner.get(parent.uid) != shop:
-            raise _Invalid({"parent_uid": ["not found"]}, code="E.1027")
+            raise Invalid({"parent_uid": ["not found"]}, code="E.1027")
         allowed = {"capture": {"authorization"}, "void": {"authorization"}}.get(
             kind, {"payment", "capture"}
         )
         if parent.type not in allowed or parent.status != "successful":
-            raise _Invalid(
+            raise Invalid(
                 {"parent_uid": [f"is not a successful {' or '.join(sorted(allowed))}"]},
                 code="E.1027",
             )
@@ -417,7 +311,7 @@ class Ledger:
         else:
             available = parent.amount - parent.refunded
         if amount > available:
-            raise _Invalid({"amount": [f"can't be greater than {available}"]})
+            raise Invalid({"amount": [f"can't be greater than {available}"]})
         return parent
 
     def _payout(self, shop: str, kind: str, request: Mapping[str, Any], now: float) -> Outcome:
@@ -450,7 +344,7 @@ class Ledger:
     def _balance(self, request: Mapping[str, Any]) -> Outcome:
         given = [k for k in ("account", "currency", "gateway_id") if request.get(k)]
         if len(given) != 1:
-            raise _Invalid({"base": ["Give one of account, currency or gateway_id"]})
+            raise Invalid({"base": ["Give one of account, currency or gateway_id"]})
         currency = str(request.get("currency") or "USD")
         return Outcome(
             balance={
@@ -462,74 +356,8 @@ class Ledger:
             }
         )
 
-    # --- rendering -----------------------------------------------------------------------
-
     def render(self, outcome: Outcome, *, api_version: int, base_url: str) -> dict[str, Any]:
         """The answer body of an outcome, in the classic or the flat v3 shape."""
-        if outcome.error is not None:
-            body = {k: v for k, v in outcome.error.items() if k != "_code"}
-            if api_version == 3:  # noqa: PLR2004
-                code = outcome.error.get("_code", "E.1000")
-                body = {"code": code, "friendly_message": "Invalid request params", **body}
-            return body
-        if outcome.balance is not None:
-            return {"status": "successful", "result": outcome.balance}
-        if outcome.records is not None:
-            return {"transactions": [self._flat(r, base_url, v3=False) for r in outcome.records]}
-        assert outcome.record is not None  # noqa: S101 - one of them is always set
-        if api_version == 3:  # noqa: PLR2004
-            return self._flat(outcome.record, base_url, v3=True)
-        return {"transaction": self._flat(outcome.record, base_url, v3=False)}
-
-    def _flat(self, record: TxRecord, base_url: str, *, v3: bool) -> dict[str, Any]:
-        bank = {
-            "status": record.status,
-            "message": record.message,
-            "auth_code": "654321" if record.status == "successful" else None,
-            "bank_code": "05",
-            "rrn": record.uid[:8],
-            "ref_id": record.uid[-8:],
-            "amount": record.amount,
-            "currency": record.currency,
-            "billing_descriptor": "SIMULATOR",
-            "gateway_id": self.gateway_id,
-        }
-        receipt = f"{base_url}/customer/transactions/{record.uid}"
-        body: dict[str, Any] = {
-            "uid": record.uid,
-            "status": record.status,
-            "type": record.type,
-            "amount": record.amount,
-            "currency": record.currency,
-            "description": record.description,
-            "tracking_id": record.tracking_id,
-            "message": record.message,
-            "test": record.test,
-            "created_at": _iso(record.created_at),
-            "updated_at": _iso(record.created_at),
-            "paid_at": _iso(record.created_at) if record.status == "successful" else None,
-            "language": record.language,
-            "parent_uid": record.parent_uid,
-            "reason": record.reason,
-            "redirect_url": record.redirect_url,
-            "customer": record.customer,
-            "billing_address": record.billing_address,
-            **record.extra,
-        }
-        if record.three_ds is not None:
-            body["three_d_secure_verification"] = dict(record.three_ds)
-        if v3:
-            code = {"successful": "S.0000", "failed": "F.0105", "incomplete": "P.9998"}
-            body["code"] = code.get(record.status, "E.1000")
-            body["friendly_message"] = record.message
-            body["payment_method"] = (
-                {"payment_method_type": "credit_card", **record.card} if record.card else None
-            )
-            body["transaction"] = bank
-            body["links"] = {"receipt_url": receipt}
-        else:
-            body["id"] = record.uid
-            body["receipt_url"] = receipt
-            body["credit_card"] = record.card
-            body[record.type] = bank
-        return body
+        return render(
+            outcome, api_version=api_version, base_url=base_url, gateway_id=self.gateway_id
+        )

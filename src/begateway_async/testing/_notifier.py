@@ -134,6 +134,7 @@ class Notifier:
         self._seq = itertools.count()
         self._kick = anyio.Event()
         self.attempts: list[WebhookAttempt] = []
+        self._attempted: anyio.Event | None = None
         self.transport: httpx.AsyncBaseTransport | None = None
         self.timeout = 10.0
         #: Deliveries in flight at once (a gateway's sender is a bounded pool too;
@@ -153,6 +154,24 @@ class Notifier:
             )
         )
         return pem.decode()
+
+    async def wait_for(self, done: Callable[[list[WebhookAttempt]], bool]) -> list[WebhookAttempt]:
+        """Return the attempts once ``done(attempts)`` holds (checked after each attempt).
+
+        For tests that wait on what the simulator sent, not on the clock: e.g.
+        ``await notifier.wait_for(lambda a: any(x.answer == 200 for x in a))``.
+        """
+        while not done(self.attempts):
+            if self._attempted is None:
+                self._attempted = anyio.Event()
+            await self._attempted.wait()
+        return self.attempts
+
+    def _attempt(self, attempt: WebhookAttempt) -> None:
+        self.attempts.append(attempt)
+        woken, self._attempted = self._attempted, None
+        if woken is not None:
+            woken.set()
 
     @property
     def pending(self) -> int:
@@ -215,7 +234,7 @@ class Notifier:
         status, body = rendered
         at = self._clock()
         if self.transport is None and not _is_loopback(delivery.url):
-            self.attempts.append(
+            self._attempt(
                 WebhookAttempt(delivery.uid, status, delivery.attempt, at, None, "not loopback")
             )
             return
@@ -233,9 +252,7 @@ class Notifier:
             answer = response.status_code
         except httpx.HTTPError as exc:
             error = type(exc).__name__
-        self.attempts.append(
-            WebhookAttempt(delivery.uid, status, delivery.attempt, at, answer, error)
-        )
+        self._attempt(WebhookAttempt(delivery.uid, status, delivery.attempt, at, answer, error))
         if answer is not None and 200 <= answer < 300:  # noqa: PLR2004
             return
         if delivery.attempt >= RETRIES:

@@ -29,14 +29,10 @@ many seconds after the task is ready.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import heapq
 import json
 import random
 import time
-import uuid
-from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any, Final
@@ -45,17 +41,15 @@ import anyio
 import attrs
 import httpx
 
+from . import _routes as r
+from ._books import Outcome, TxRecord
+from ._control import control
 from ._distributions import Distribution, LogNormal, pick
 from ._faults import Faults
-from ._ledger import (
-    CARD_OPERATIONS,
-    CHILD_OPERATIONS,
-    PAYOUT_OPERATIONS,
-    Ledger,
-    Outcome,
-    TxRecord,
-)
+from ._ledger import Ledger
 from ._notifier import Notifier, render_body
+from ._stats import JobStats, Stats
+from ._tasks import Tasks, ack
 
 __all__ = [
     "DEMO_SHOPS",
@@ -76,77 +70,12 @@ DEMO_SHOPS: Final[Mapping[str, str]] = {
     "361": "b8647b68898b084b836474ed8d61ffe117c9a01168d867f24953b776ddcb134d",
     "362": "9ad8ad735945919845b9a1996af72d886ab43d3375502256dbf8dd16bca59a4e",
 }
-RETENTION: Final = 24 * 3600.0
 SORRY: Final = {"message": "We're sorry, but something went wrong"}
 _HTML_ERROR: Final = b"<html><body><h1>500 Internal Server Error</h1></body></html>"
-_CONTROL: Final = "/_simulator/"
-_QUERY_OPERATIONS: Final = {"query": "status_query", "tracking_id": "tracking_id_query"}
-#: Path name → operation name (``payments`` → ``payment``).
-_OPERATION_NAMES: Final = {**CARD_OPERATIONS, **CHILD_OPERATIONS, **PAYOUT_OPERATIONS}
 
 
 class ConnectionDropped(Exception):  # noqa: N818 - names the simulated event
     """Raised by the app to drop the connection (see `SimulatorTransport`)."""
-
-
-@attrs.define(slots=True)
-class JobStats:
-    """What the simulator saw of one async task."""
-
-    operation: str
-    created_at: float
-    ready_at: float
-    submits: int = 1
-    status_polls: int = 0
-    result_polls: int = 0
-    served_at: float | None = None
-
-    @property
-    def requests(self) -> int:
-        """Every request made for this task: submits and polls."""
-        return self.submits + self.status_polls + self.result_polls
-
-
-@attrs.define
-class Stats:
-    """Counters of every request served."""
-
-    requests: Counter[str] = attrs.field(factory=Counter)
-    statuses: Counter[int] = attrs.field(factory=Counter)
-    jobs: dict[str, JobStats] = attrs.field(factory=dict)
-    transactions: int = 0
-    replays: int = 0
-
-    def snapshot(self, faults: Faults | None = None) -> dict[str, Any]:
-        """A JSON-ready summary (what ``GET /_simulator/stats`` answers)."""
-        jobs = self.jobs.values()
-        served = [j for j in jobs if j.served_at is not None]
-        return {
-            "requests": dict(self.requests),
-            "requests_total": sum(self.requests.values()),
-            "statuses": {str(k): v for k, v in self.statuses.items()},
-            "jobs": len(self.jobs),
-            "jobs_served": len(served),
-            "job_requests": sum(j.requests for j in jobs),
-            "requests_per_job": (sum(j.requests for j in jobs) / len(self.jobs))
-            if self.jobs
-            else 0.0,
-            "transactions": self.transactions,
-            "replays": self.replays,
-            "faults": faults.counts() if faults is not None else {},
-        }
-
-
-@attrs.define(slots=True)
-class _Task:
-    request_id: str
-    shop: str
-    operation: str
-    outcome: Outcome
-    api_version: int
-    stats: JobStats
-    internal_error: bool = False
-    gone: bool = False
 
 
 @attrs.frozen
@@ -164,16 +93,6 @@ class _Call:
 def default_processing(bank: Distribution) -> dict[str, Distribution | float]:
     """``bank`` for every operation, and no time at all for the queries."""
     return {"*": bank, "status_query": 0.0, "tracking_id_query": 0.0, "balance_query": 0.0}
-
-
-def _parse_auth(header: str | None) -> tuple[str, str] | None:
-    if not header or not header.lower().startswith("basic "):
-        return None
-    try:
-        user, _, password = base64.b64decode(header[6:].strip()).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
-        return None
-    return user, password
 
 
 class Simulator:
@@ -214,13 +133,18 @@ class Simulator:
         self.rng = random.Random(seed)  # noqa: S311 - a simulation, not cryptography
         self.ledger = Ledger()
         self.stats = Stats()
-        self.tasks: dict[str, _Task] = {}
-        self._request_ids: dict[tuple[str, str], tuple[float, str | tuple[int, bytes]]] = {}
+        #: The async tasks, and the RequestID keys seen.
+        self.tasks = Tasks(
+            self.ledger,
+            self.stats,
+            self.clock,
+            lambda endpoint: self.faults.too_early.fires(endpoint, self.rng),
+        )
         self.three_d_secure_delay = three_d_secure_delay
         self._three_ds: list[tuple[float, str]] = []  # (when the customer is back, uid)
         #: The outbox of notifications; `notifier.attempts` lists every delivery attempt.
         self.notifier = Notifier(
-            self._notification,
+            self.notification,
             self.shops,
             self.clock,
             random.Random(seed + 1),  # noqa: S311 - a simulation
@@ -266,7 +190,7 @@ class Simulator:
         """The public key that verifies this simulator's ``Content-Signature`` (PEM)."""
         return self.notifier.public_key
 
-    def _notification(self, uid: str, base_url: str) -> tuple[str, bytes] | None:
+    def notification(self, uid: str, base_url: str) -> tuple[str, bytes] | None:
         """The notification of ``uid`` now: its status and the classic transaction body."""
         self._catch_up(self.clock())
         record = self.ledger.transactions.get(uid)
@@ -335,10 +259,10 @@ class Simulator:
     ) -> tuple[int, dict[str, str], bytes]:
         path: str = scope.get("raw_path", scope["path"].encode()).decode("latin-1").split("?")[0]
         method: str = scope["method"]
-        if path.startswith(_CONTROL):
-            status, data = self._control(method, path[len(_CONTROL) :])
+        if path.startswith(r.CONTROL):
+            status, data = control(self, method, path[len(r.CONTROL) :])
             return status, {"content-type": "application/json"}, json.dumps(data).encode()
-        endpoint, route = self._route(method, path)
+        endpoint, route = r.route(method, path)
         self.stats.requests[endpoint] += 1
         status, answer_headers, content = await self._faulty(endpoint, route, scope, headers, body)
         self.stats.statuses[status] += 1
@@ -379,32 +303,10 @@ class Simulator:
             content = content[: max(1, len(content) // 2)]
         return status, answer_headers, content
 
-    @staticmethod
-    def _route(method: str, path: str) -> tuple[str, tuple[str, ...]]:
-        """Name the endpoint and its route (kind, name) from the method and path."""
-        parts = [p for p in path.split("/") if p]
-        is_async = bool(parts) and parts[0] == "async"
-        if is_async:
-            parts = parts[1:]
-        prefix = "submit" if is_async else "sync"
-        if method == "GET" and is_async and len(parts) == 2 and parts[0] in ("status", "result"):  # noqa: PLR2004
-            return parts[0], (parts[0], parts[1])
-        if method == "POST" and len(parts) == 2 and parts[0] == "transactions":  # noqa: PLR2004
-            return prefix, ("transactions", parts[1])
-        if method == "POST" and parts == ["balance"]:
-            return prefix, ("balance", "")
-        if method == "GET" and len(parts) >= 2 and parts[-2] == "tracking_id":  # noqa: PLR2004
-            legacy = parts[0] != "v2"
-            kind = "tracking_id_legacy" if legacy else "tracking_id"
-            return (prefix if is_async else "query"), (kind, parts[-1])
-        if method == "GET" and len(parts) == 2 and parts[0] == "transactions":  # noqa: PLR2004
-            return (prefix if is_async else "query"), ("query", parts[1])
-        return "unknown_route", ()
-
     # --- the gateway ---------------------------------------------------------------------
 
     def _authenticate(self, headers: Mapping[str, str]) -> str | None:
-        credentials = _parse_auth(headers.get("authorization"))
+        credentials = r.parse_auth(headers.get("authorization"))
         if credentials is None:
             return None
         shop, secret = credentials
@@ -422,7 +324,7 @@ class Simulator:
         api_version = 3 if headers.get("x-api-version", "").strip() == "3" else 2
         self._catch_up(self.clock())
         if endpoint in ("status", "result"):
-            return self._poll(endpoint, route[1], self._base_url(scope, headers))
+            return self.tasks.poll(endpoint, route[1], r.base_url(scope, headers))
         if not route:
             return 404, {"message": "Not found"}
         shop = self._authenticate(headers)
@@ -442,20 +344,12 @@ class Simulator:
             except (ValueError, UnicodeDecodeError):
                 return 400, self._error({"base": ["Invalid JSON"]}, "E.1026", api_version)
             request = envelope.get("request") if isinstance(envelope, dict) else None
-        base_url = self._base_url(scope, headers)
+        base_url = r.base_url(scope, headers)
         key = headers.get("requestid")
         call = _Call(shop, route, request, api_version, base_url, key)
         if endpoint == "submit":
             return self._submit(call)
         return await self._sync(call)
-
-    @staticmethod
-    def _base_url(scope: Scope, headers: Mapping[str, str]) -> str:
-        host = headers.get("host")
-        if not host:
-            server = scope.get("server") or ("127.0.0.1", 80)
-            host = f"{server[0]}:{server[1]}"
-        return f"{scope.get('scheme', 'http')}://{host}"
 
     def _error(self, errors: dict[str, Any], code: str, api_version: int) -> dict[str, Any]:
         outcome = Outcome(
@@ -463,14 +357,6 @@ class Simulator:
             error={"message": ". ".join(errors.get("base", [])), "errors": errors, "_code": code},
         )
         return self.ledger.render(outcome, api_version=api_version, base_url="")
-
-    def _operation(self, route: tuple[str, ...]) -> str:
-        kind, name = route
-        if kind == "transactions":
-            return _OPERATION_NAMES.get(name, name)
-        if kind == "balance":
-            return "balance_query"
-        return _QUERY_OPERATIONS.get(kind, "tracking_id_query")
 
     def _outcome(self, shop: str, route: tuple[str, ...], request: Any, base_url: str) -> Outcome:
         kind, name = route
@@ -489,25 +375,14 @@ class Simulator:
             self.stats.transactions += 1
         return outcome
 
-    def _replay(self, shop: str, key: str | None) -> str | tuple[int, bytes] | None:
-        if not key:
-            return None
-        seen = self._request_ids.get((shop, key))
-        if seen is None or self.clock() - seen[0] >= RETENTION:
-            return None
-        self.stats.replays += 1
-        return seen[1]
-
     def _submit(self, call: _Call) -> tuple[int, Any]:
         shop, route, request, api_version, base_url, key = attrs.astuple(call, recurse=False)
-        replayed = self._replay(shop, key)
-        if isinstance(replayed, str) and replayed in self.tasks:
-            task = self.tasks[replayed]
+        replayed = self.tasks.replayed(shop, key)
+        task = self.tasks.get(replayed) if isinstance(replayed, str) else None
+        if task is not None:
             task.stats.submits += 1
-            return 200, self._ack(task.request_id, base_url)
-        now = self.clock()
-        operation = self._operation(route)
-        request_id = str(uuid.uuid4())
+            return 200, ack(task.request_id, base_url)
+        operation = r.operation_of(route)
         internal = self.faults.internal_error.fires("submit", self.rng)
         outcome = (
             Outcome(500, error=dict(SORRY))
@@ -515,32 +390,25 @@ class Simulator:
             else self._outcome(shop, route, request, base_url)
         )
         duration = pick(self.processing, operation).sample(self.rng, operation, request)
-        stats = JobStats(operation=operation, created_at=now, ready_at=now + duration)
-        if outcome.record is not None and route[0] == "transactions":
-            self._notify_when_final(outcome.record, shop, base_url, now + duration)
-        self.tasks[request_id] = _Task(
-            request_id, shop, operation, outcome, api_version, stats, internal_error=internal
+        task = self.tasks.create(
+            shop=shop,
+            operation=operation,
+            outcome=outcome,
+            api_version=api_version,
+            duration=duration,
+            internal_error=internal,
+            key=key,
         )
-        self.stats.jobs[request_id] = stats
-        if key:
-            self._request_ids[shop, key] = (now, request_id)
-        return 200, self._ack(request_id, base_url)
-
-    @staticmethod
-    def _ack(request_id: str, base_url: str) -> dict[str, Any]:
-        return {
-            "status": "processing",
-            "request_id": request_id,
-            "status_url": f"{base_url}/async/status/{request_id}",
-            "response_url": f"{base_url}/async/result/{request_id}",
-        }
+        if outcome.record is not None and route[0] == "transactions":
+            self._notify_when_final(outcome.record, shop, base_url, task.stats.ready_at)
+        return 200, ack(task.request_id, base_url)
 
     async def _sync(self, call: _Call) -> tuple[int, Any]:
         shop, route, request, api_version, base_url, key = attrs.astuple(call, recurse=False)
-        replayed = self._replay(shop, key)
+        replayed = self.tasks.replayed(shop, key)
         if isinstance(replayed, tuple):
             return replayed
-        operation = self._operation(route)
+        operation = r.operation_of(route)
         started = self.clock()
         outcome = self._outcome(shop, route, request, base_url)
         await self._sleep(pick(self.processing, operation).sample(self.rng, operation, request))
@@ -549,66 +417,8 @@ class Simulator:
         body = json.dumps(self.ledger.render(outcome, api_version=api_version, base_url=base_url))
         answer = (outcome.status_code, body.encode())
         if key and route[0] in ("transactions", "balance"):
-            self._request_ids[shop, key] = (started, answer)
+            self.tasks.remember(shop, key, started, answer)
         return answer
-
-    def _poll(self, endpoint: str, request_id: str, base_url: str) -> tuple[int, Any]:
-        now = self.clock()
-        task = self.tasks.get(request_id)
-        unknown = 404, {"status": "unknown", "request_id": request_id}
-        if task is None:
-            return unknown
-        stats = task.stats
-        if endpoint == "status":
-            stats.status_polls += 1
-        else:
-            stats.result_polls += 1
-        if task.gone or now >= stats.created_at + RETENTION:
-            return unknown
-        if now < stats.ready_at:
-            status = 425 if self.faults.too_early.fires(endpoint, self.rng) else 200
-            return status, {"status": "processing", "request_id": request_id}
-        outcome = task.outcome
-        if endpoint == "status" and not task.internal_error:
-            return 200, {
-                "status": "completed",
-                "request_id": request_id,
-                "response_url": f"{base_url}/async/result/{request_id}",
-            }
-        if stats.served_at is None:
-            stats.served_at = now
-        if not outcome.ok:
-            task.gone = True  # a non-200 answer is served once
-        return outcome.status_code, self.ledger.render(
-            outcome, api_version=task.api_version, base_url=base_url
-        )
-
-    # --- control -------------------------------------------------------------------------
-
-    def _control(self, method: str, path: str) -> tuple[int, Any]:  # noqa: PLR0911 - a router
-        parts = [p for p in path.split("/") if p]
-        if method == "GET" and parts == ["stats"]:
-            answers = Counter(str(a.answer or a.error) for a in self.notifier.attempts)
-            return 200, {**self.stats.snapshot(self.faults), "notifications": dict(answers)}
-        if method == "GET" and parts == ["public_key"]:
-            return 200, {"public_key": self.public_key}
-        if method == "GET" and parts == ["jobs"]:
-            fields = ("operation", "created_at", "ready_at", "served_at")
-            return 200, {
-                rid: {**{f: getattr(job, f) for f in fields}, "requests": job.requests}
-                for rid, job in self.stats.jobs.items()
-            }
-        if method == "GET" and len(parts) == 2 and parts[0] == "jobs":  # noqa: PLR2004
-            job = self.stats.jobs.get(parts[1])
-            if job is None:
-                return 404, {"message": "Record not found"}
-            return 200, {**attrs.asdict(job), "requests": job.requests}
-        if method == "POST" and len(parts) == 2 and parts[0] == "3ds":  # noqa: PLR2004
-            status = self.complete_three_d_secure(parts[1])
-            if status is None:
-                return 404, {"message": "No pending 3-D Secure transaction"}
-            return 200, {"uid": parts[1], "status": status}
-        return 404, {"message": "Not found"}
 
     def complete_three_d_secure(self, uid: str) -> str | None:
         """The customer passed 3-D Secure: give the transaction its final status (returned).

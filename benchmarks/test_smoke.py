@@ -1,4 +1,4 @@
-"""The benchmarks run and write their files (they measure nothing here: no timing in tests)."""
+"""The benchmark scripts run and write their files (``nox -s bench``; they assert no timing)."""
 
 from __future__ import annotations
 
