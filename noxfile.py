@@ -42,6 +42,8 @@ def soak(session: nox.Session) -> None:
         "python",
         "-m",
         "pytest",
+        "-n",
+        "0",  # one process: the tests add their figures to one report file
         "tests/integration/test_fault_suite.py",
         "tests/integration/test_loopback.py::test_batch_runner_killed_again_and_again_pays_each_line_once",
         "tests/integration/test_webhook_races.py::test_every_fault_at_once_with_notifications_still_ends_each_job_once",
@@ -61,7 +63,7 @@ def bench(session: nox.Session) -> None:
     """Micro, load and memory benchmarks (``nox -s bench -- --quick`` for a smoke run)."""
     session.install("-e", ".[bench]")
     # The scripts run and write their files (also what catches a broken script early).
-    session.run("python", "-m", "pytest", "benchmarks/test_smoke.py", "-p", "no:randomly")
+    session.run("python", "-m", "pytest", "benchmarks/test_smoke.py", "-n", "0")
     session.run(
         "python",
         "-m",
@@ -69,8 +71,8 @@ def bench(session: nox.Session) -> None:
         "benchmarks/test_micro.py",
         "--benchmark-json",
         "benchmarks/results/micro.json",
-        "-p",
-        "no:randomly",
+        "-n",
+        "0",  # pytest-benchmark measures nothing under xdist
     )
     session.run("python", "benchmarks/load.py", *session.posargs)
     session.run("python", "benchmarks/memory.py", *session.posargs)

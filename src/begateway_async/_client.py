@@ -8,7 +8,6 @@ their re-sends), `Tracker` (the pending jobs and the poll loop), `Recovery`
 
 from __future__ import annotations
 
-import math
 import os
 import random
 from collections.abc import Callable, Iterable
@@ -441,14 +440,7 @@ class Gateway(Operations):
             InvalidRequest: neither a uid nor a tracking id to follow it by.
             GatewayError: a status query was refused (`RequestRejected`, `JobFailed`).
         """
-        if not isinstance(transaction, Transaction):
-            raise InvalidRequest("transaction", "must be a Transaction")
-        if transaction.uid is None and transaction.tracking_id is None:
-            raise InvalidRequest("transaction", "has neither a uid nor a tracking_id")
-        if not (isinstance(within, int | float) and 0 < within < math.inf):
-            raise InvalidRequest("within", "must be a positive number of seconds")
-        if poll is not None and not isinstance(poll, PollPolicy):
-            raise InvalidRequest("poll", "must be a PollPolicy")
+        self._follower.check(transaction, within, poll)
         self._check_open()
         if transaction.status.final:
             return transaction

@@ -8,6 +8,7 @@ notifications are kept a while for follows that start after theirs came.
 from __future__ import annotations
 
 import logging
+import math
 import random
 from typing import Final
 
@@ -17,6 +18,7 @@ from ._clock import Timebase
 from ._config import PollPolicy
 from ._errors import (
     FollowUpTimeout,
+    InvalidRequest,
     JobExpired,
     JobLost,
     MalformedResponse,
@@ -69,6 +71,22 @@ class Follower:
         self._rng = rng
         self._waiting: dict[str, list[_Waiter]] = {}
         self._finals: dict[str, Transaction] = {}  # final notifications, by uid
+
+    @staticmethod
+    def check(transaction: object, within: object, poll: object) -> None:
+        """Check `Gateway.follow`'s arguments.
+
+        Raises:
+            InvalidRequest: naming the argument that is wrong.
+        """
+        if not isinstance(transaction, Transaction):
+            raise InvalidRequest("transaction", "must be a Transaction")
+        if transaction.uid is None and transaction.tracking_id is None:
+            raise InvalidRequest("transaction", "has neither a uid nor a tracking_id")
+        if not (isinstance(within, int | float) and 0 < within < math.inf):
+            raise InvalidRequest("within", "must be a positive number of seconds")
+        if poll is not None and not isinstance(poll, PollPolicy):
+            raise InvalidRequest("poll", "must be a PollPolicy")
 
     def wake(self, transaction: Transaction) -> int:
         """Hand a final transaction to the follows waiting on its uid; return how many."""

@@ -18,6 +18,8 @@ from begateway_async.testing import DEMO_SHOPS, Fixed, Simulator, serve
 pytestmark = pytest.mark.anyio
 
 LIMITS = httpx.Limits(max_connections=4)
+#: aiohttp runs on asyncio only: these tests are not made for Trio at all (no skip).
+ASYNCIO_ONLY = pytest.mark.parametrize("anyio_backend", ["asyncio"])
 
 
 async def test_auto_picks_aiohttp_on_asyncio_only():
@@ -127,10 +129,9 @@ async def test_a_hang_up_after_sending_is_never_called_not_sent():
         (b"", False, httpx.ReadTimeout),
     ],
 )
+@ASYNCIO_ONLY
 async def test_aiohttp_failures_after_sending_are_never_connect_errors(reply, hang_up, expected):
     """Our aiohttp transport maps failures after the request was written to read-side errors."""
-    if sniffio.current_async_library() != "asyncio":
-        pytest.skip("aiohttp runs on asyncio only")
     server = _listening()
     transport = _AiohttpTransport(LIMITS)
     request = httpx.Request(
@@ -149,10 +150,9 @@ async def test_aiohttp_failures_after_sending_are_never_connect_errors(reply, ha
         server.close()
 
 
+@ASYNCIO_ONLY
 async def test_aiohttp_transport_reads_the_whole_answer():
     """Status, headers and body come back as an httpx.Response with the body already read."""
-    if sniffio.current_async_library() != "asyncio":
-        pytest.skip("aiohttp runs on asyncio only")
     with serve(Simulator()) as url:
         transport = _AiohttpTransport(LIMITS)
         try:
