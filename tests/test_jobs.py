@@ -165,6 +165,9 @@ async def test_token_of_another_gateway(open_gateway, router):
             gw.resume(other)
         with pytest.raises(bga.UnsafeURL):
             gw.resume(forged)
+        status_off = json.dumps({**data, "request_id": "r3", "status_url": "https://evil.test/s"})
+        with pytest.raises(bga.UnsafeURL):
+            gw.resume(status_off)
 
 
 async def test_as_completed_yields_in_finishing_order(open_gateway, router, clock):

@@ -2,19 +2,54 @@
 
 from __future__ import annotations
 
+import base64
 import gc
+import json
 import weakref
 
 import anyio
 import httpx
 import pytest
+import respx
 
 import begateway_async as bga
-from fakes import BASE, ack, payment, transaction
+from fakes import BASE, SECRET, SHOP_ID, ack, payment, transaction
 
 pytestmark = pytest.mark.anyio
 
 RESULT = f"{BASE}/async/result/r1"
+LOOKUP = "/async/v2/transactions/tracking_id/order-42"
+
+
+class Spy(bga.MemoryJournal):
+    """A journal that keeps everything and notes the key of every end it is given."""
+
+    def __init__(self) -> None:
+        super().__init__(keep_finished=True)
+        self.ended: list[str] = []
+
+    async def finished(self, key: str, outcome: bga.JournalOutcome) -> None:
+        """Note the key, then record as usual."""
+        self.ended.append(key)
+        await super().finished(key, outcome)
+
+
+def lost_reply(router: respx.MockRouter) -> None:
+    """The first poll's reply is lost, the second finds the task unknown: a lookup follows."""
+    router.post("/async/transactions/payments").respond(200, json=ack())
+    router.get(RESULT).mock(
+        side_effect=[
+            httpx.ReadTimeout("read timed out"),
+            httpx.Response(404, json={"status": "unknown"}),
+        ]
+    )
+
+
+def notification() -> tuple[bytes, dict[str, str]]:
+    """The gateway's notification of the payment (HTTP Basic, no signature configured)."""
+    credentials = base64.b64encode(f"{SHOP_ID}:{SECRET}".encode()).decode()
+    body = json.dumps(transaction()).encode()
+    return body, {"authorization": f"Basic {credentials}", "content-type": "application/json"}
 
 
 async def test_a_closed_gateway_sends_nothing_and_says_so(open_gateway, router):
@@ -110,7 +145,7 @@ async def test_as_completed_as_a_context_drops_its_callbacks(open_gateway, route
 
 async def test_lookups_and_follow_ups_are_not_user_submits(open_gateway, router, clock):
     """The library's own queries are not journalled and do not wait for the submit slots."""
-    journal = bga.MemoryJournal(keep_finished=True)
+    journal = Spy()
     release = anyio.Event()
     posted: list[httpx.Request] = []
 
@@ -138,21 +173,14 @@ async def test_lookups_and_follow_ups_are_not_user_submits(open_gateway, router,
             release.set()
     entries = await journal.entries(gw.base_url, gw.shop_id)
     assert [e.operation for e in entries] == ["payment", "payment"]
+    assert set(journal.ended) == {e.key for e in entries}  # no end of a query either
 
 
 async def test_a_tracking_id_lookup_is_not_journalled(open_gateway, router):
     """After a lost reply, the lookup by tracking id leaves only the payment's entry."""
-    journal = bga.MemoryJournal(keep_finished=True)
-    router.post("/async/transactions/payments").respond(200, json=ack())
-    router.get(RESULT).mock(
-        side_effect=[
-            httpx.ReadTimeout("read timed out"),
-            httpx.Response(404, json={"status": "unknown"}),
-        ]
-    )
-    lookup = router.get("/async/v2/transactions/tracking_id/order-42").respond(
-        200, json={"transactions": []}
-    )
+    journal = Spy()
+    lost_reply(router)
+    lookup = router.get(LOOKUP).respond(200, json={"transactions": []})
     async with open_gateway(journal=journal) as gw:
         with pytest.raises(bga.JobLost):
             await gw.payment(payment())
@@ -161,3 +189,166 @@ async def test_a_tracking_id_lookup_is_not_journalled(open_gateway, router):
     assert entry.operation == "payment"
     assert entry.outcome is not None
     assert entry.outcome.error == "JobLost"
+    assert journal.ended == [entry.key]  # the lookup's own answer was not journalled
+
+
+@pytest.mark.parametrize("how", ["notification", "abandon"])
+async def test_an_end_during_the_lookup_is_not_overwritten(open_gateway, router, how):
+    """A job that a notification (or abandon) ends while its lookup is out keeps that end."""
+    journal = Spy()
+    lost_reply(router)
+    looking, answer = anyio.Event(), anyio.Event()
+
+    async def slow_lookup(request: httpx.Request) -> httpx.Response:
+        looking.set()
+        await answer.wait()
+        return httpx.Response(200, json={"transactions": []})
+
+    router.get(LOOKUP).mock(side_effect=slow_lookup)
+    async with open_gateway(journal=journal) as gw:
+        job = await gw.submit(payment())
+        await looking.wait()
+        if how == "notification":
+            note = await gw.deliver(*notification())
+            assert note.resolved
+        else:
+            job.abandon()
+        answer.set()
+        ended = job.exception()
+    (entry,) = await journal.entries(gw.base_url, gw.shop_id)
+    if how == "notification":
+        assert ended is None
+        assert (await job).uid == "u1"
+        assert entry.outcome is not None
+        assert entry.outcome.kind == "result"  # not overwritten by the lookup's JobLost
+    else:
+        assert isinstance(ended, bga.JobAbandoned)
+        assert entry.outcome is None  # unfinished: `resume_all` picks it up
+
+
+async def test_a_job_ended_by_hand_leaves_the_gateway(open_gateway, router):
+    """`Job.set_exception` stops the polls and lets the Gateway drain."""
+    router.post("/async/transactions/payments").respond(200, json=ack())
+    polled = router.get(RESULT).respond(200, json={"status": "processing"})
+    async with open_gateway() as gw:
+        job = await gw.submit(payment())
+        assert gw.pending == 1
+        assert job.set_exception(bga.JobTimeout("given up", request_id="r1", tracking_id=None))
+        assert gw.pending == 0
+        polls = polled.call_count
+    assert polled.call_count == polls  # leaving did not wait for it, nor poll it again
+    with pytest.raises(bga.JobTimeout, match="given up"):
+        await job
+
+
+async def test_a_submit_answered_while_the_gateway_closes_is_abandoned(open_gateway, router):
+    """The answer to a submit in flight at the close gives an abandoned job, not a hang."""
+    sent, answer = anyio.Event(), anyio.Event()
+
+    async def slow_ack(request: httpx.Request) -> httpx.Response:
+        sent.set()
+        await answer.wait()
+        return httpx.Response(200, json=ack())
+
+    router.post("/async/transactions/payments").mock(side_effect=slow_ack)
+    jobs: list[bga.Job[bga.Transaction]] = []
+
+    async def submit(gw: bga.Gateway) -> None:
+        jobs.append(await gw.submit(payment()))
+
+    async with anyio.create_task_group() as tg:
+        async with open_gateway() as gw:
+            tg.start_soon(submit, gw)
+            await sent.wait()
+        answer.set()  # the gateway answers after the Gateway closed
+    (job,) = jobs
+    assert job.state is bga.JobState.ABANDONED
+    assert gw.pending == 0
+    assert json.loads(job.token())["request_id"] == "r1"  # another Gateway can resume it
+
+
+async def test_a_notification_of_an_immediate_answer_ends_no_other_job(open_gateway, router):
+    """The uid a submit's immediate answer carried can never end another pending job."""
+    router.post("/async/transactions/payments").mock(
+        side_effect=[httpx.Response(200, json=transaction()), httpx.Response(200, json=ack())]
+    )
+    router.get(RESULT).respond(200, json={"status": "processing"})
+    async with open_gateway(drain=False) as gw:
+        answered = await gw.submit(payment())
+        assert answered.done()
+        pending = await gw.submit(payment())  # the same tracking id and type
+        note = await gw.deliver(*notification())  # the notification of the first one's uid
+        assert note.job is None
+        assert not note.resolved
+        assert not pending.done()
+
+
+async def test_resume_all_goes_on_when_the_journal_cannot_record_an_end(open_gateway, clock):
+    """An expired entry whose end cannot be journalled still gives its job; nothing raises."""
+
+    class Failing(bga.MemoryJournal):
+        async def finished(self, key: str, outcome: bga.JournalOutcome) -> None:  # noqa: ARG002
+            raise bga.JournalError("disk full")
+
+    journal = Failing()
+    entry = bga.JournalEntry(
+        key="k1",
+        gateway=BASE,
+        shop_id=str(SHOP_ID),
+        operation="payment",
+        method="POST",
+        path="/async/transactions/payments",
+        body=None,
+        headers=(),
+        tracking_id="order-42",
+        tag="line-1",
+        created_at=clock() - 25 * 3600,
+    )
+    await journal.intent(entry)
+    await journal.acknowledged("k1", "r1", f"{BASE}/async/status/r1", RESULT)
+    async with open_gateway(journal=journal) as gw:
+        (job,) = await gw.resume_all()
+    assert job.tag == "line-1"
+    with pytest.raises(bga.JobExpired):
+        await job
+
+
+async def test_as_completed_shared_by_two_tasks_and_closed_from_a_third(
+    open_gateway, router, clock
+):
+    """Two tasks reading one stream each get a job; a close from elsewhere ends a waiting read."""
+    router.post("/async/transactions/payments").mock(
+        side_effect=[httpx.Response(200, json=ack(r)) for r in ("r1", "r2", "r3")]
+    )
+    for request_id, ready in (("r1", 5.0), ("r2", 9.0)):
+        router.get(f"{BASE}/async/result/{request_id}").mock(
+            side_effect=lambda _, ready=ready: httpx.Response(
+                200,
+                json=transaction() if clock.monotonic() >= ready else {"status": "processing"},
+            )
+        )
+    router.get(f"{BASE}/async/result/r3").respond(200, json={"status": "processing"})
+    async with open_gateway(drain=False) as gw:
+        jobs = [await gw.submit(payment()) for _ in range(3)]
+        stream = gw.as_completed(jobs)
+        got: list[bga.Job[bga.Transaction]] = []
+        stopped = anyio.Event()
+
+        async def read_one() -> None:
+            got.append(await anext(stream))
+
+        async def read_rest() -> None:
+            got.extend([job async for job in stream])
+            stopped.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(read_one)
+            tg.start_soon(read_one)
+        assert sorted(j.request_id for j in got) == ["r1", "r2"]
+        with anyio.fail_after(10):  # a bound in real time: a read left waiting fails here
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(read_rest)  # r3 never ends: this read waits
+                await clock.sleep(60.0)
+                await stream.aclose()
+        assert stopped.is_set()
+        assert len(got) == 2

@@ -50,7 +50,7 @@ def test_done_of_a_tracking_id_query_is_a_list():
 
 
 def test_unreadable_done_ends_malformed():
-    """Done that is not a transaction: End with MalformedResponse carrying the body (journalled)."""
+    """Done that is not a transaction: End with MalformedResponse carrying the body."""
     outcome = step(p.Done({"nothing": "here"}))
     assert isinstance(outcome, s.End)
     assert isinstance(outcome.error, bga.MalformedResponse)

@@ -239,7 +239,7 @@ class Gateway(Operations):
                 await self._tg.__aexit__(None, None, None)
             finally:
                 self._tg = None
-                self._tracker.abandon_all()
+                self._tracker.close()
                 with anyio.CancelScope(shield=True):
                     await self._http.aclose()
                     if self._owns_journal:

@@ -3,8 +3,7 @@
 A job is a small record, not a task: the Gateway's scheduler polls it and
 ends it. Awaiting it never drives it, and cancelling a waiter never cancels
 it. A job knows no Gateway: it is given the gateway's base URL (for its
-token), the time line its waits run on, and what to call when it is
-abandoned.
+token), the time line its waits run on, and what to call when it ends.
 """
 
 from __future__ import annotations
@@ -65,7 +64,7 @@ class Job(Generic[T]):
         "_callbacks",
         "_error",
         "_event",
-        "_on_abandon",
+        "_on_end",
         "_state",
         "_timebase",
         "_value",
@@ -95,7 +94,7 @@ class Job(Generic[T]):
         created_at: float,
         idempotency_key: str | None,
         tag: str | None = None,
-        on_abandon: Callable[[Job[Any]], object] | None = None,
+        on_end: Callable[[Job[Any]], object] | None = None,
     ) -> None:
         self.gateway = gateway
         self.request_id = request_id
@@ -109,7 +108,7 @@ class Job(Generic[T]):
         self.polls = 0
         self.last_error: str | None = None
         self._timebase = timebase
-        self._on_abandon = on_abandon
+        self._on_end = on_end
         self._state = JobState.PENDING
         self._value: Any = None
         self._error: BaseException | None = None
@@ -145,6 +144,8 @@ class Job(Generic[T]):
     def set_result(self, value: T) -> bool:
         """End the job with its result; the Gateway's parts call it, as with `asyncio.Future`.
 
+        The job stops being polled, then its waiters wake.
+
         Returns:
             False when the job had already ended (nothing changes then).
         """
@@ -164,6 +165,8 @@ class Job(Generic[T]):
         self._value = value
         self._error = error
         self._state = JobState.ABANDONED if isinstance(error, JobAbandoned) else JobState.DONE
+        if self._on_end is not None:
+            self._on_end(self)  # no longer pending anywhere before anyone is told
         if self._event is not None:
             self._event.set()
         callbacks, self._callbacks = self._callbacks, None
@@ -174,8 +177,9 @@ class Job(Generic[T]):
     def add_done_callback(self, callback: Callable[[Job[T]], object]) -> None:
         """Call ``callback(job)`` once the job ends (at once if it already has).
 
-        The callback runs in the scheduler's task, right when the result or
-        error is known: keep it short and never let it raise.
+        The callback runs right when the result or error is known, in the
+        task that learnt it (the scheduler's, or the one delivering a
+        notification): keep it short and never let it raise.
         """
         if self.done():
             callback(self)
@@ -255,11 +259,11 @@ class Job(Generic[T]):
 
         The task goes on at the gateway: `token` still resumes it.
         """
-        abandoned = JobAbandoned(
-            "the job was abandoned", request_id=self.request_id, tracking_id=self.tracking_id
+        self.set_exception(
+            JobAbandoned(
+                "the job was abandoned", request_id=self.request_id, tracking_id=self.tracking_id
+            )
         )
-        if self.set_exception(abandoned) and self._on_abandon is not None:
-            self._on_abandon(self)
 
     def token(self) -> str:
         """Return a versioned JSON token that `Gateway.resume` turns back into this job.
@@ -346,19 +350,23 @@ class AsCompleted(Generic[T]):
 
     def _arrived(self, job: Job[T]) -> None:
         self._ready.append(job)
-        if self._wake is not None:
-            self._wake.set()
+        self._wake_all()
+
+    def _wake_all(self) -> None:
+        woken, self._wake = self._wake, None
+        if woken is not None:
+            woken.set()
 
     def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> Job[T]:
-        if self._left <= 0:
-            raise StopAsyncIteration
         while not self._ready:
-            self._wake = anyio.Event()
+            if self._left <= 0:
+                raise StopAsyncIteration
+            if self._wake is None:  # one event for every task waiting here
+                self._wake = anyio.Event()
             await self._wake.wait()
-        self._wake = None
         self._left -= 1
         return self._ready.popleft()
 
@@ -368,6 +376,7 @@ class AsCompleted(Generic[T]):
             job.remove_done_callback(self._arrived)
         self._left = 0
         self._ready.clear()
+        self._wake_all()  # a task waiting in `__anext__` ends its loop
 
     async def __aenter__(self) -> Self:
         return self

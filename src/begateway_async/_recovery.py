@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from . import _protocol as p
@@ -21,11 +22,13 @@ from ._config import RESULT_RETENTION, origin_of
 from ._errors import GatewayError, InvalidRequest, JobLost, MalformedResponse, RequestRejected
 from ._jobs import Job, read_token
 from ._journal import Journal
-from ._records import JournalEntry, JournalOutcome
+from ._records import JournalEntry, JournalError, JournalOutcome
 from ._submit import Submitter, task_urls
 from ._tracker import Tracker
 
 __all__ = ["Recovery"]
+
+logger = logging.getLogger("begateway_async")
 
 
 class Recovery:
@@ -54,7 +57,10 @@ class Recovery:
             raise InvalidRequest("token.gateway", f"the job belongs to {data['gateway']!r}")
         request_id, tracking_id = data["request_id"], data.get("tracking_id")
         ack = task_urls(
-            p.Ack(request_id, data["status_url"], data["response_url"]), base_url, tracking_id
+            p.Ack(request_id, data["status_url"], data["response_url"]),
+            base_url,
+            tracking_id,
+            strict=True,
         )
         entry = JournalEntry(
             key=data.get("idempotency_key") or request_id,
@@ -167,7 +173,7 @@ class Recovery:
             else:
                 if found:
                     body = json.dumps({"transaction": dict(found[0].raw)}).encode()
-                    await self._submitter.record(entry.key, JournalOutcome("result", 200, body))
+                    await self._record(entry, JournalOutcome("result", 200, body))
                     return self._tracker.ended(entry, value=found[0])
                 error = JobLost(
                     f"no {entry.operation} transaction has tracking_id {entry.tracking_id!r}: "
@@ -180,6 +186,13 @@ class Recovery:
         return self._tracker.ended(entry, error=error)
 
     async def _end(self, entry: JournalEntry, error: GatewayError) -> None:
-        await self._submitter.record(
-            entry.key, JournalOutcome("error", error=type(error).__name__, message=str(error))
+        await self._record(
+            entry, JournalOutcome("error", error=type(error).__name__, message=str(error))
         )
+
+    async def _record(self, entry: JournalEntry, outcome: JournalOutcome) -> None:
+        """Journal how an entry ended; if the journal fails, the next `resume_all` tries again."""
+        try:
+            await self._submitter.record(entry.key, outcome)
+        except JournalError:
+            logger.exception("cannot journal how the entry %s ended", entry.key)

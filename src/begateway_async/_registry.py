@@ -117,8 +117,8 @@ class Registry:
                     del self._by_tracking[job.tracking_id]
 
     async def drained(self) -> None:
-        """Return once no job is pending."""
-        if self._jobs:
+        """Return once no job is pending (also none that started while waiting)."""
+        while self._jobs:
             await self._idle.wait()
 
     def running_for(self, operation: str) -> list[float]:

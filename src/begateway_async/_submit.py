@@ -74,19 +74,22 @@ def _task_url(
     return resolved
 
 
-def task_urls(ack: p.Ack, base_url: str, tracking_id: str | None) -> p.Ack:
+def task_urls(ack: p.Ack, base_url: str, tracking_id: str | None, *, strict: bool = False) -> p.Ack:
     """The acknowledgement with absolute URLs on the gateway's origin.
 
     A missing URL is the documented one; a ``status_url`` off the origin is
-    replaced by the ``response_url`` (which answers the same way).
+    replaced by the ``response_url`` (which answers the same way), unless
+    ``strict`` (a token: it was made from URLs already checked).
 
     Raises:
-        UnsafeURL: the ``response_url`` is off the gateway's origin.
+        UnsafeURL: the ``response_url`` (or, when strict, either URL) is off the origin.
     """
     response_url = _task_url(ack.response_url, base_url, ack, tracking_id, "result")
     try:
         status_url = _task_url(ack.status_url, base_url, ack, tracking_id, "status")
     except UnsafeURL:
+        if strict:
+            raise
         logger.warning("ignoring a status_url off the gateway origin; polling response_url")
         status_url = response_url
     return p.Ack(ack.request_id, status_url, response_url, completed=ack.completed)

@@ -65,6 +65,8 @@ class Tracker:
     ) -> None:
         self.base_url = base_url
         self.registry = Registry()
+        self._forget = self.registry.forget  # one bound method for every job, not one each
+        self._closed = False
         self._origin = origin_of(base_url)
         self._timebase = timebase
         self._http = http
@@ -105,7 +107,7 @@ class Tracker:
             created_at=entry.created_at,
             idempotency_key=entry.key if key_known else None,
             tag=entry.tag,
-            on_abandon=self.registry.forget,
+            on_end=self._forget,
         )
 
     def ended(
@@ -113,10 +115,7 @@ class Tracker:
     ) -> Job[Any]:
         """A job for ``entry`` that is already over, with ``error`` or ``value``."""
         job = self.job(entry)
-        if error is None:
-            job.set_result(value)
-        else:
-            job.set_exception(error)
+        self._resolve(job, value, error)
         return job
 
     def answered(self, entry: JournalEntry, outcome: p.Done | p.Failed) -> Job[Any]:
@@ -126,10 +125,7 @@ class Tracker:
             job, outcome, lost_reply=False, now=self._timebase.time(), base_url=self.base_url
         )
         assert isinstance(step, s.End)  # noqa: S101 - a result or an error body ends a job
-        if step.error is None:
-            job.set_result(step.value)
-        else:
-            job.set_exception(step.error)
+        self._resolve(job, step.value, step.error)
         return job
 
     def start(
@@ -160,6 +156,9 @@ class Tracker:
         if existing is not None:  # the same RequestID answered twice: one job
             return existing.job
         job = self.job(entry, sent, key_known=key_known)
+        if self._closed:  # answered while the Gateway closed: the journal and the token keep it
+            job.set_exception(_abandoned(job))
+            return job
         polled_first = (
             job.status_url if self._status_first and not sent.completed else job.response_url
         )
@@ -182,7 +181,8 @@ class Tracker:
     async def query(self, request: Request[T]) -> T:
         """The result of a query the library makes for itself: no journal, no submit slot."""
         entry = self._submitter.entry(request, idempotency_key=None, tag=None)
-        job: Job[T] = self.start(entry, await self._submitter.send(entry, internal=True))
+        sent = await self._submitter.send(entry, internal=True)
+        job: Job[T] = self.start(entry, sent, internal=True)
         return await job
 
     async def transactions_of(self, tracking_id: str, operation: str) -> tuple[Transaction, ...]:
@@ -281,8 +281,9 @@ class Tracker:
     async def _carry_out(self, tracked: Tracked, step: s.PollStep) -> None:
         job = tracked.job
         if isinstance(step, s.End):
-            self.end(tracked, step.value, step.error)
-            if step.journal and step.error is not None:
+            # Journalled only when this step ended it (a notification may have first).
+            ended = self.end(tracked, step.value, step.error)
+            if ended and step.journal and step.error is not None:
                 await self._journal_end(tracked, step.error)
         elif isinstance(step, s.Next):
             if step.note is not None:
@@ -296,7 +297,8 @@ class Tracker:
                 self._scheduler.pause(self._origin, due)
             if job.polling:
                 self._scheduler.schedule(self._origin, due, tracked)
-        elif self._tg is not None:  # LookUp
+        else:  # LookUp, in a task of its own: its query is polled by this same loop
+            assert self._tg is not None  # noqa: S101 - polls run only inside `run`
             self._tg.start_soon(self._settle_lost_reply, tracked)
 
     def _delay(self, tracked: Tracked, retry_after: float | None) -> float:
@@ -309,29 +311,31 @@ class Tracker:
             retry_after=retry_after,
         )
 
-    def end(self, tracked: Tracked, value: Any = None, error: BaseException | None = None) -> None:
-        """End a pending job: it leaves the registry, then its waiters wake."""
-        job = tracked.job
-        self.registry.forget(job)
-        if error is not None:
-            job.set_exception(error)
-            return
-        job.set_result(value)
-        if isinstance(value, Transaction) and value.uid and job.tracking_id is not None:
-            self.registry.ended_by(value.uid)
+    def end(self, tracked: Tracked, value: Any = None, error: BaseException | None = None) -> bool:
+        """End a pending job (it leaves the registry, then its waiters wake).
 
-    def abandon_all(self) -> None:
-        """End every pending job as abandoned (the Gateway closes); entries stay unfinished."""
+        Returns:
+            False when the job had ended already (nothing changes then).
+        """
+        return self._resolve(tracked.job, value, error)
+
+    def _resolve(self, job: Job[Any], value: Any, error: BaseException | None) -> bool:
+        if error is not None:
+            return job.set_exception(error)
+        if not job.set_result(value):
+            return False
+        if isinstance(value, Transaction) and value.uid and job.tracking_id is not None:
+            self.registry.ended_by(value.uid)  # its notification can end no other job
+        return True
+
+    def close(self) -> None:
+        """End every pending job as abandoned (the Gateway closes), and any answered later.
+
+        Their entries stay unfinished: `resume_all` (or their tokens) pick them up.
+        """
+        self._closed = True
         for tracked in self.registry.pending():
-            job = tracked.job
-            self.end(
-                tracked,
-                error=JobAbandoned(
-                    "the Gateway closed before the job finished; resume it with its token",
-                    request_id=job.request_id,
-                    tracking_id=job.tracking_id,
-                ),
-            )
+            self.end(tracked, error=_abandoned(tracked.job))
 
     async def _journal_end(self, tracked: Tracked, error: BaseException) -> None:
         """Journal a job that ended in an error other than a body (lost, expired, ...)."""
@@ -370,6 +374,14 @@ class Tracker:
             transactions=found,
         )
         await self._carry_out(tracked, s.End(error=lost, journal=True))
+
+
+def _abandoned(job: Job[Any]) -> JobAbandoned:
+    return JobAbandoned(
+        "the Gateway closed before the job finished; resume it with its token",
+        request_id=job.request_id,
+        tracking_id=job.tracking_id,
+    )
 
 
 def _drop_late_answer(job: Job[Any], outcome: p.Done | p.Failed) -> None:
