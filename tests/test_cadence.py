@@ -18,6 +18,7 @@ from begateway_async.testing import (
     SimulatorTransport,
     VirtualClock,
 )
+from fakes import payment
 
 
 def expected(offsets, times, cap=30.0):
@@ -127,9 +128,4 @@ async def _wait(job: bga.Job[bga.Transaction]) -> None:
 
 
 def _payment(n: int) -> bga.Payment:
-    return bga.Payment(
-        amount=100 + n,
-        currency="USD",
-        description="x",
-        credit_card=bga.CreditCard(number="4200000000000000", exp_month=1, exp_year=2030),
-    )
+    return payment(100 + n, tracking_id=None)

@@ -29,6 +29,7 @@ from begateway_async.testing import (
     VirtualClock,
     serve,
 )
+from fakes import payment
 
 pytestmark = pytest.mark.anyio
 
@@ -48,13 +49,7 @@ def _report(case: str, figures: dict[str, Any]) -> None:
 
 
 def _payment(n: int) -> bga.Payment:
-    return bga.Payment(
-        amount=1000 + n,
-        currency="USD",
-        description=f"Storm {n}",
-        tracking_id=f"storm-{n}",
-        credit_card=bga.CreditCard(number="4200000000000000", exp_month=1, exp_year=2030),
-    )
+    return payment(1000 + n, description=f"Storm {n}", tracking_id=f"storm-{n}")
 
 
 async def test_every_fault_at_once_over_loopback(tmp_path: Path):

@@ -27,7 +27,7 @@ from begateway_async.testing import (
     serve,
     spawn,
 )
-from fakes import card
+from fakes import card, payment
 
 pytestmark = pytest.mark.anyio
 
@@ -74,15 +74,7 @@ async def test_drops_and_truncation_over_loopback(loopback):
     )
     try:
         async with bga.Gateway(url, 361, SECRET, poll=FAST) as gw:
-            tx = await gw.payment(
-                bga.Payment(
-                    amount=903,
-                    currency="USD",
-                    description="x",
-                    credit_card=card(),
-                    duplicate_check=False,
-                )
-            )
+            tx = await gw.payment(payment(903, tracking_id=None, duplicate_check=False))
     finally:
         counts = simulator.faults.counts()
         simulator.faults = Faults()
