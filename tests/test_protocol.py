@@ -284,3 +284,74 @@ def test_parse_retry_after(value, expected):
 def test_resolve_url_same_origin_only(url, expected):
     """Task URLs on another origin, with user info, or of another scheme are refused."""
     assert p.resolve_url(url, BASE) == expected
+
+
+# --- answers that once were read wrong ----------------------------------------------------
+
+BALANCE_V3 = {"code": "S.0000", "status": "successful", "message": "ok", "bank_info": {"a": 1}}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [BALANCE_V3, {"code": "P.1019", "message": "Transaction in progress"}],
+    ids=["success-code", "pending-code"],
+)
+def test_a_success_or_pending_code_is_never_an_error(data):
+    """A v3 answer without uid but with an S. or P. code is a result, never an error envelope."""
+    assert poll(200, data) == p.Done(data)
+    assert submit(200, data) == p.Immediate(data)
+
+
+def test_an_error_code_is_still_an_error():
+    """Any other v3 code without a result stays an error envelope."""
+    assert isinstance(poll(200, {"code": "E.1000", "message": "x"}), p.Failed)
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [(301, "redirect"), (302, "redirect"), (307, "redirect"), (308, "redirect")],
+)
+def test_poll_redirect_is_malformed(status, reason):
+    """A 3xx on a poll is never followed (it would carry the credentials): Malformed."""
+    outcome = poll(status, b"", location="https://evil.test/")
+    assert isinstance(outcome, p.Malformed)
+    assert reason in outcome.reason
+
+
+def test_poll_json_too_deep_is_malformed():
+    """JSON nested 100 000 deep is Malformed, not an exception nor a passing failure."""
+    outcome = poll(200, b"[" * 100_000 + b"]" * 100_000)
+    assert isinstance(outcome, p.Malformed)
+    assert "too deeply" in outcome.reason
+
+
+def test_submit_json_too_deep_is_resent():
+    """A 2xx submit answer nested too deep is garbled: re-sent with the same RequestID."""
+    assert isinstance(submit(200, b"[" * 100_000 + b"]" * 100_000), p.Resend)
+
+
+@pytest.mark.parametrize(
+    "status",
+    [["processing"], {"a": 1}, 7, None],
+    ids=["list", "object", "number", "null"],
+)
+def test_a_status_of_any_type_is_not_a_task_envelope(status):
+    """A status that is not a string never crashes the decision (nor makes a task envelope)."""
+    assert isinstance(poll(200, {"status": status}), p.Done)
+
+
+@pytest.mark.parametrize(
+    "url", ["http://[::1", "https://gw.test:99999/x", "https://gw.test:port/x", "//evil.test/x"]
+)
+def test_resolve_url_refuses_what_is_not_a_url(url):
+    """A URL that urllib cannot even split is refused (None), never an exception."""
+    assert p.resolve_url(url, BASE) is None
+
+
+@pytest.mark.parametrize(
+    "value", ["Fri, 31 Dec 9999 23:59:59 GMT", "Mon, 01 Jan 0001 00:00:00 GMT", "nan", "-inf"]
+)
+def test_retry_after_out_of_range_never_raises(value):
+    """A Retry-After out of any range reads as a delay of zero or more, or as none."""
+    found = p.parse_retry_after(value, NOW)
+    assert found is None or 0 <= found < float("inf")

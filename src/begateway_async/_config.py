@@ -69,8 +69,11 @@ class PollPolicy:
     the task; each later one `factor` times the previous delay, capped at
     `max_delay`, each multiplied by a random factor in ``[1 - jitter, 1 +
     jitter]`` so that jobs submitted together do not poll in lockstep. A
-    ``Retry-After`` header on an answer wins over this schedule (capped at
-    `max_retry_after`); on 429 and 503 it pauses every poll to that host.
+    ``Retry-After`` header on an answer wins over this schedule (kept between
+    `min_retry_after` and `max_retry_after`); on 429 and 503 it pauses every
+    poll to that host. Passing failures (a proxy error, a garbled answer, a
+    reset) back off on this schedule too, counted from the first in a row,
+    even when the adaptive plan applies.
 
     Attributes:
         first_delay: seconds from the acknowledgement to the first poll.
@@ -78,6 +81,8 @@ class PollPolicy:
         max_delay: the largest delay between two polls of a job.
         jitter: relative spread of each delay, from 0 (none) to below 1.
         max_retry_after: the longest ``Retry-After`` obeyed; longer values are cut to it.
+        min_retry_after: the shortest ``Retry-After`` obeyed: ``0`` or a negative value
+            would have every poll sent again at once.
         status_first: poll ``status_url`` until ``completed``, then fetch
             ``response_url`` (two requests at the end instead of one). By
             default ``response_url`` is polled directly: it answers
@@ -99,6 +104,7 @@ class PollPolicy:
     max_delay: float = attrs.field(default=30.0, validator=_positive)
     jitter: float = attrs.field(default=0.1, validator=_non_negative)
     max_retry_after: float = attrs.field(default=300.0, validator=_positive)
+    min_retry_after: float = attrs.field(default=1.0, validator=_non_negative)
     status_first: bool = False
     adaptive: bool = True
     lag_weight: float = attrs.field(default=8.0, validator=_positive)
@@ -110,6 +116,8 @@ class PollPolicy:
             raise InvalidRequest("PollPolicy.jitter", f"must be below 1, not {self.jitter!r}")
         if self.max_delay < self.first_delay:
             raise InvalidRequest("PollPolicy.max_delay", "must not be below first_delay")
+        if self.min_retry_after > self.max_retry_after:
+            raise InvalidRequest("PollPolicy.min_retry_after", "must not be above max_retry_after")
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """Return the delay before poll number ``attempt + 1`` (``attempt`` counts from 0).

@@ -154,6 +154,19 @@ def _error_details(body: object) -> object:
     return None
 
 
+def _error_code(body: object) -> object:
+    """The code of any of the gateway's error envelopes (v3 ``code``, ``error_code``, nested)."""
+    if not isinstance(body, Mapping):
+        return None
+    for candidate in (body, body.get("response")):
+        if isinstance(candidate, Mapping):
+            for key in ("code", "error_code"):
+                value = candidate.get(key)
+                if value is not None:
+                    return value
+    return None
+
+
 class _BodyError(GatewayError):
     """An error that carries a gateway answer: status code and whole body."""
 
@@ -162,7 +175,7 @@ class _BodyError(GatewayError):
         self.body = body
         self.message = _error_message(body)
         self.errors = _error_details(body)
-        self.code = body.get("code") if isinstance(body, Mapping) else None
+        self.code = _error_code(body)
         detail = f": {self.message}" if self.message else ""
         super().__init__(f"{summary} (HTTP {status_code}){detail}")
 

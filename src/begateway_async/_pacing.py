@@ -55,6 +55,7 @@ class Pacing:
         elapsed: float,
         notified: bool,
         retry_after: float | None,
+        failures: int = 0,
     ) -> float:
         """Seconds until a job's next poll: Retry-After, the learnt plan, or the backoff.
 
@@ -63,11 +64,14 @@ class Pacing:
             polls: how many polls of the job were made.
             elapsed: seconds since the task's creation.
             notified: whether the job's request names a ``notification_url``.
-            retry_after: the server's ``Retry-After``, if any (capped by the policy).
+            retry_after: the server's ``Retry-After``, if any (kept within the policy's bounds).
+            failures: passing failures in a row just now: they back off to ``max_delay``.
         """
         policy = self.poll
         if retry_after is not None:
-            return min(retry_after, policy.max_retry_after)
+            return min(max(retry_after, policy.min_retry_after), policy.max_retry_after)
+        if failures:
+            return policy.delay(failures, self._rng)
         if notified and self.webhook_poll is not None:
             return self.webhook_poll.delay(polls, self._rng)  # notifications come first
         cadence = self._cadence
@@ -108,8 +112,9 @@ def resend_delay(
 ) -> float:
     """Seconds before re-sending a submit whose outcome is unknown (``attempt`` counts from 0).
 
-    The server's ``Retry-After`` when it gave one, else the poll backoff;
-    never more than ``policy.max_retry_after``.
+    The server's ``Retry-After`` (at least ``policy.min_retry_after``) when it
+    gave one, else the poll backoff; never more than ``policy.max_retry_after``.
     """
-    delay = policy.delay(attempt, rng) if retry_after is None else retry_after
-    return min(delay, policy.max_retry_after)
+    if retry_after is None:
+        return min(policy.delay(attempt, rng), policy.max_retry_after)
+    return min(max(retry_after, policy.min_retry_after), policy.max_retry_after)

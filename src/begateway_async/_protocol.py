@@ -30,9 +30,14 @@ answer                                                 outcome
 ``{"status": "unknown"}`` before created + 24 h        `Unknown` (lost)
 ``{"status": "unknown"}`` at or after created + 24 h   `Unknown` (expired)
 401, 403                                               `Refused`
+3xx (a redirect is never followed), JSON too deep      `Malformed`
 429; 503 with ``Retry-After``                          `Throttled` (pause the host)
 502, 503, 504, HTML, truncated JSON, no answer         `Transient`
 =====================================================  ==========================
+
+A v3 ``code`` of success (``S.``), pending (``P.``) or ``8010`` (async task
+created) never makes an answer an error envelope; any other ``code``, or a
+``message``, ``errors``, ``response`` or ``error_code`` without a result, does.
 
 What to do after a poll's outcome is decided in `_steps`.
 """
@@ -48,7 +53,7 @@ from urllib.parse import urljoin
 import attrs
 
 from ._config import RESULT_RETENTION, origin_of
-from ._serde import decode_json
+from ._serde import TooDeep, decode_json
 
 __all__ = [
     "Ack",
@@ -56,6 +61,7 @@ __all__ = [
     "Done",
     "Failed",
     "Immediate",
+    "Malformed",
     "PollOutcome",
     "Processing",
     "Refused",
@@ -74,6 +80,9 @@ __all__ = [
 _TASK_STATUSES: Final = frozenset({"processing", "completed", "unknown"})
 _ERROR_KEYS: Final = ("message", "errors", "response", "code", "error_code")
 _RESULT_KEYS: Final = ("uid", "transaction", "transactions", "result")
+#: v3 codes that say all is well (or still going): never an error.
+_FINE_CODES: Final = ("S.", "P.")
+_TASK_CREATED: Final = "8010"
 _PROXY_ERRORS: Final = frozenset({502, 503, 504})
 
 
@@ -154,6 +163,14 @@ class Unknown:
 
 
 @attrs.frozen
+class Malformed:
+    """An answer that can never become this job's result: a redirect, JSON nested too deep."""
+
+    reason: str
+    body: Any = None
+
+
+@attrs.frozen
 class Refused:
     """Our credentials were refused (401/403); the task may still exist."""
 
@@ -182,7 +199,9 @@ class Transient:
     maybe_consumed: bool = False
 
 
-PollOutcome = Processing | Completed | Done | Failed | Unknown | Refused | Throttled | Transient
+PollOutcome = (
+    Processing | Completed | Done | Failed | Unknown | Refused | Malformed | Throttled | Transient
+)
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -202,11 +221,11 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
+            if when.tzinfo is None:
+                return None
+            seconds = when.timestamp() - now
+        except (TypeError, ValueError, IndexError, OverflowError, OSError):
             return None
-        if when.tzinfo is None:
-            return None
-        seconds = when.timestamp() - now
     if not math.isfinite(seconds):
         return None
     return max(0.0, seconds)
@@ -220,37 +239,53 @@ def resolve_url(url: object, base_url: str) -> str | None:
     """
     if not isinstance(url, str) or not url:
         return None
-    absolute = (
-        urljoin(base_url + "/", url) if url.startswith("/") and not url.startswith("//") else url
-    )
-    if "@" in absolute.split("//", 1)[-1].split("/", 1)[0]:
-        return None
-    if origin_of(absolute) != origin_of(base_url):
+    try:
+        absolute = (
+            urljoin(base_url + "/", url)
+            if url.startswith("/") and not url.startswith("//")
+            else url
+        )
+        if "@" in absolute.split("//", 1)[-1].split("/", 1)[0]:
+            return None
+        if origin_of(absolute) != origin_of(base_url):
+            return None
+    except ValueError:  # not a URL at all (a bad port, a broken IPv6 host, ...)
         return None
     return absolute
 
 
 def _decode(body: bytes) -> tuple[bool, Any]:
+    """``(True, data)`` for JSON; ``(False, text)`` for anything else (`TooDeep` passes through)."""
     try:
         return True, decode_json(body)
-    except (ValueError, UnicodeDecodeError):
+    except TooDeep:
+        raise
+    except ValueError:  # UnicodeDecodeError included
         return False, body.decode("utf-8", "replace")
 
 
 def _is_task_envelope(data: Any) -> bool:
+    if not isinstance(data, Mapping):
+        return False
+    status = data.get("status")
     return (
-        isinstance(data, Mapping)
-        and data.get("status") in _TASK_STATUSES
+        isinstance(status, str)
+        and status in _TASK_STATUSES
         and not any(k in data for k in _RESULT_KEYS)
     )
+
+
+def _fine_code(code: object) -> bool:
+    """Whether a v3 ``code`` says success or pending (or that the async task was created)."""
+    return isinstance(code, str) and (code.startswith(_FINE_CODES) or code == _TASK_CREATED)
 
 
 def _is_error_envelope(data: Any) -> bool:
-    return (
-        isinstance(data, Mapping)
-        and not any(k in data for k in _RESULT_KEYS)
-        and any(k in data for k in _ERROR_KEYS)
-    )
+    if not isinstance(data, Mapping) or any(k in data for k in _RESULT_KEYS):
+        return False
+    if _fine_code(data.get("code")) or data.get("status") == "successful":
+        return False
+    return any(k in data for k in _ERROR_KEYS)
 
 
 # --- decisions ----------------------------------------------------------------------------
@@ -270,7 +305,10 @@ def decide_submit(  # noqa: PLR0911 - one return per row of the table
     retry_after = parse_retry_after(headers.get("retry-after"), now)
     if status_code == 429 or status_code == 503:  # noqa: PLR1714, PLR2004
         return Resend(f"HTTP {status_code}", retry_after, throttled=True)
-    is_json, data = _decode(body)
+    try:
+        is_json, data = _decode(body)
+    except TooDeep as exc:
+        is_json, data = False, str(exc)
     if 200 <= status_code < 300:  # noqa: PLR2004
         if not is_json or not isinstance(data, Mapping):
             # The gateway said yes but the answer is garbled: a task may
@@ -296,7 +334,7 @@ def decide_submit(  # noqa: PLR0911 - one return per row of the table
     return Rejected(status_code, data)
 
 
-def decide_poll(  # noqa: PLR0911 - one return per row of the table
+def decide_poll(  # noqa: C901, PLR0911 - one return per row of the table
     status_code: int,
     headers: Mapping[str, str],
     body: bytes,
@@ -319,7 +357,14 @@ def decide_poll(  # noqa: PLR0911 - one return per row of the table
         return Throttled(retry_after)
     if status_code == 425:  # noqa: PLR2004
         return Processing(retry_after)
-    is_json, data = _decode(body)
+    if 300 <= status_code < 400:  # noqa: PLR2004
+        return Malformed(
+            f"HTTP {status_code}: a redirect, never followed (it would carry the credentials)"
+        )
+    try:
+        is_json, data = _decode(body)
+    except TooDeep as exc:
+        return Malformed(str(exc))
     if is_json and _is_task_envelope(data):
         status = data["status"]
         if status == "processing":

@@ -19,12 +19,20 @@ from . import _protocol as p
 from . import _steps as s
 from ._clock import Timebase
 from ._config import RESULT_RETENTION, origin_of
-from ._errors import GatewayError, InvalidRequest, JobLost, MalformedResponse, RequestRejected
+from ._errors import (
+    GatewayError,
+    InvalidRequest,
+    JobAbandoned,
+    JobLost,
+    MalformedResponse,
+    RequestRejected,
+)
 from ._jobs import Job, read_token
 from ._journal import Journal
 from ._records import JournalEntry, JournalError, JournalOutcome
 from ._submit import Submitter, task_urls
 from ._tracker import Tracker
+from ._transports import describe
 
 __all__ = ["Recovery"]
 
@@ -83,19 +91,29 @@ class Recovery:
         """Pick up every unfinished entry of this gateway and shop (see `Gateway.resume_all`)."""
         jobs: list[Job[Any]] = []
         now = self._timebase.time()
-        for entry in await self._journal.unfinished(
-            self._tracker.base_url, self._submitter.shop_id
-        ):
-            if entry.request_id is not None:
-                jobs.append(await self._resume_entry(entry))
-            elif now < entry.created_at + RESULT_RETENTION:
-                try:
-                    jobs.append(await self._tracker.submit(entry))
-                except GatewayError as exc:
-                    jobs.append(self._tracker.ended(entry, error=exc))
-            else:
-                jobs.append(await self._reconcile(entry))
+        unfinished = await self._journal.unfinished(self._tracker.base_url, self._submitter.shop_id)
+        for entry in unfinished:
+            try:
+                jobs.append(await self._pick_up(entry, now))
+            except GatewayError as exc:
+                jobs.append(self._tracker.ended(entry, error=exc))
+            except Exception as exc:  # one entry's surprise never stops the others
+                logger.exception("cannot pick up the entry %s", entry.key)
+                stopped = JobAbandoned(
+                    f"an unexpected error stopped picking it up ({describe(exc)})",
+                    request_id=entry.request_id or entry.key,
+                    tracking_id=entry.tracking_id,
+                )
+                stopped.__cause__ = exc
+                jobs.append(self._tracker.ended(entry, error=stopped))
         return jobs
+
+    async def _pick_up(self, entry: JournalEntry, now: float) -> Job[Any]:
+        if entry.request_id is not None:
+            return await self._resume_entry(entry)
+        if now < entry.created_at + RESULT_RETENTION:
+            return await self._tracker.submit(entry)
+        return await self._reconcile(entry)
 
     async def _resume_entry(self, entry: JournalEntry) -> Job[Any]:
         """Poll an acknowledged entry again (or end it, when its result is gone)."""

@@ -44,9 +44,10 @@ class Tracked:
             cadence (``0`` never, negative when it must teach nothing).
         journal_key: its journal entry's key; None for the library's own queries.
         lost_reply: an earlier poll may have reached the gateway and lost its reply.
+        failures: passing failures in a row (the backoff's count).
     """
 
-    __slots__ = ("job", "journal_key", "lost_reply", "notified", "running_at", "url")
+    __slots__ = ("failures", "job", "journal_key", "lost_reply", "notified", "running_at", "url")
 
     def __init__(
         self,
@@ -63,6 +64,7 @@ class Tracked:
         self.running_at = running_at
         self.journal_key = journal_key
         self.lost_reply = False
+        self.failures = 0
 
     @property
     def polling(self) -> bool:

@@ -19,7 +19,14 @@ from ._models import Balance, Transaction, TransactionStatus
 from ._parts import CreditCard
 from ._requests import Request, ResultKind
 
-__all__ = ["converter", "decode_json", "parse_result", "parse_transaction", "request_body"]
+__all__ = [
+    "TooDeep",
+    "converter",
+    "decode_json",
+    "parse_result",
+    "parse_transaction",
+    "request_body",
+]
 
 converter = cattrs.Converter(detailed_validation=True)
 
@@ -123,9 +130,21 @@ def request_body(request: Request[Any]) -> bytes | None:
     return json.dumps({"request": _wire_fields(request)}, separators=(",", ":")).encode()
 
 
-def decode_json(body: bytes) -> Any:
-    """Decode a JSON answer; raise ValueError when it is not JSON (HTML, truncated, ...)."""
-    return json.loads(body)
+class TooDeep(ValueError):  # noqa: N818 - names what the answer is
+    """JSON nested deeper than the parser can follow: valid, perhaps, but never a result."""
+
+
+def decode_json(body: bytes | str) -> Any:
+    """Decode a JSON answer.
+
+    Raises:
+        TooDeep: it is nested too deeply to read (a hostile answer).
+        ValueError: it is not JSON (HTML, truncated, not UTF-8, a number too long, ...).
+    """
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise TooDeep("the JSON is nested too deeply to read") from None
 
 
 def _section(tx: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:

@@ -14,6 +14,7 @@ outcome                                                step
 `Unknown` (lost) after a lost reply, with tracking id  `LookUp` (then `JobLost`)
 `Unknown` (lost) otherwise                             `End` (`JobLost`)
 `Refused`                                              `End` (`RequestRejected`)
+`Malformed` (a redirect, JSON too deep)                `End` (`MalformedResponse`)
 `Completed` on the gateway's origin                    `Next` (its URL, at once)
 `Completed` off the gateway's origin                   `End` (`UnsafeURL`)
 `Throttled`                                            `Next` (pause the host)
@@ -43,6 +44,7 @@ from ._protocol import (
     Completed,
     Done,
     Failed,
+    Malformed,
     PollOutcome,
     Refused,
     Throttled,
@@ -160,7 +162,7 @@ def expired(job: JobFacts) -> JobExpired:
     )
 
 
-def decide_step(  # noqa: C901, PLR0911 - one return per row of the table
+def decide_step(  # noqa: C901, PLR0911, PLR0912 - one return per row of the table
     job: JobFacts, outcome: PollOutcome, *, lost_reply: bool, now: float, base_url: str
 ) -> PollStep:
     """Decide what to do after a poll's outcome (see the module's table).
@@ -206,6 +208,9 @@ def decide_step(  # noqa: C901, PLR0911 - one return per row of the table
             status_code=outcome.status_code, body=outcome.body, tracking_id=tracking_id
         )
         return End(error=refused, journal=True)
+    if isinstance(outcome, Malformed):
+        unreadable = MalformedResponse(outcome.reason, body=outcome.body, request_id=request_id)
+        return End(error=unreadable, journal=True)
     if isinstance(outcome, Completed):
         url = outcome.response_url or job.response_url
         resolved = resolve_url(url, base_url)

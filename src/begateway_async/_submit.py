@@ -26,6 +26,7 @@ from ._clock import Timebase
 from ._config import Limits, PollPolicy
 from ._errors import (
     GatewayError,
+    GatewayStateError,
     InvalidRequest,
     RequestRejected,
     SubmitIndeterminate,
@@ -242,6 +243,13 @@ class Submitter:
             )
         except httpx.HTTPError as exc:
             return p.Resend(describe(exc)), None, not not_sent(exc)
+        except GatewayStateError:
+            raise  # closed: nothing was sent
+        except Exception as exc:  # a transport's own surprise: it may have been sent
+            logger.exception(
+                "submit of %s: an unexpected error from the transport", entry.operation
+            )
+            return p.Resend(describe(exc)), None, True
         outcome = p.decide_submit(
             answer.status_code, answer.headers, answer.content, now=self._timebase.time()
         )

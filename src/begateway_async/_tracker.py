@@ -193,7 +193,28 @@ class Tracker:
     # --- polling -------------------------------------------------------------------------
 
     async def _poll(self, tracked: Tracked) -> None:
-        """One poll of one job; the scheduler calls it when the job is due."""
+        """One poll of one job; the scheduler calls it when the job is due.
+
+        Whatever goes wrong ends this one job, never leaves it pending: an
+        error this code did not expect (a bug, a transport raising something
+        of its own) stops its polls as `JobAbandoned`, its entry unfinished
+        for `resume_all` and its token still good.
+        """
+        try:
+            await self._poll_once(tracked)
+        except Exception as exc:
+            job = tracked.job
+            logger.exception("request_id=%s: an unexpected error stops its polls", job.request_id)
+            stopped = JobAbandoned(
+                f"an unexpected error stopped the polls ({describe(exc)}); "
+                "resume the job with its token",
+                request_id=job.request_id,
+                tracking_id=job.tracking_id,
+            )
+            stopped.__cause__ = exc
+            self.end(tracked, error=stopped)
+
+    async def _poll_once(self, tracked: Tracked) -> None:
         job = tracked.job
         if not job.polling:
             return
@@ -288,6 +309,7 @@ class Tracker:
         elif isinstance(step, s.Next):
             if step.note is not None:
                 job.last_error = step.note
+            tracked.failures = tracked.failures + 1 if step.note is not None else 0
             tracked.lost_reply |= step.lost_reply
             if step.url is not None:
                 tracked.url = httpx.URL(step.url)
@@ -309,6 +331,7 @@ class Tracker:
             elapsed=self._timebase.time() - job.created_at,
             notified=tracked.notified,
             retry_after=retry_after,
+            failures=tracked.failures,
         )
 
     def end(self, tracked: Tracked, value: Any = None, error: BaseException | None = None) -> bool:
@@ -360,6 +383,8 @@ class Tracker:
             found = await self.transactions_of(job.tracking_id, job.operation)
         except GatewayError as exc:
             logger.warning("request_id=%s: the tracking-id lookup failed: %s", job.request_id, exc)
+        except Exception:  # a bug must not take the poll loop down with this task
+            logger.exception("request_id=%s: the tracking-id lookup failed", job.request_id)
         if found is None:
             what = "the tracking-id lookup failed too"
         elif found:
