@@ -22,6 +22,7 @@ from ._clock import SchedulingClock, Timebase
 from ._config import Limits, PollPolicy, Timeouts, validate_base_url
 from ._errors import GatewayStateError, InvalidRequest
 from ._follow import FOLLOW_POLICY, Follower
+from ._http import HttpCore, gateway_headers
 from ._jobs import AsCompleted, Job
 from ._journal import Journal, open_journal
 from ._models import Transaction
@@ -32,7 +33,7 @@ from ._recovery import Recovery
 from ._requests import Request
 from ._submit import Submitter
 from ._tracker import Tracker
-from ._transports import HttpChoice, HttpCore, gateway_headers, make_transport
+from ._transports import HttpChoice, make_transport
 from ._webhooks import Headers, Notification, WebhookVerifier
 
 __all__ = ["FOLLOW_POLICY", "Gateway"]
@@ -153,6 +154,7 @@ class Gateway(Operations):
             self._make_transport,
             gateway_headers(self.shop_id, secret_key, self.api_version),
             httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool),
+            t.total,
             limits.max_answer_bytes,
         )
         self._timebase = timebase

@@ -137,16 +137,27 @@ class PollPolicy:
 
 @attrs.frozen(kw_only=True)
 class Timeouts:
-    """Per-request HTTP timeouts, in seconds (see `httpx.Timeout`).
+    """Per-request HTTP timeouts, in seconds (see `httpx.Timeout`), and one for the whole request.
 
     The async mode exists so that no request waits for the bank: the
     acknowledgement and every poll answer at once, so these can be short.
+
+    Attributes:
+        connect: to open a connection.
+        read: between two reads of the answer.
+        write: between two writes of the request.
+        pool: to get a connection from the pool.
+        total: the whole request, from sending to the last byte of the answer:
+            an answer that trickles in a byte at a time ends here. A poll that
+            hits it is retried; a submit is re-sent with its ``RequestID``
+            (it may have arrived).
     """
 
     connect: float = attrs.field(default=5.0, validator=_positive)
     read: float = attrs.field(default=20.0, validator=_positive)
     write: float = attrs.field(default=10.0, validator=_positive)
     pool: float = attrs.field(default=30.0, validator=_positive)
+    total: float = attrs.field(default=60.0, validator=_positive)
 
 
 @attrs.frozen(kw_only=True)

@@ -27,12 +27,12 @@ from ._errors import (
     MalformedResponse,
     RequestRejected,
 )
+from ._http import describe
 from ._jobs import Job, read_token
 from ._journal import Journal
 from ._records import JournalEntry, JournalError, JournalOutcome
 from ._submit import Submitter, task_urls
 from ._tracker import Tracker
-from ._transports import describe
 
 __all__ = ["Recovery"]
 

@@ -33,12 +33,12 @@ from ._errors import (
     TransportError,
     UnsafeURL,
 )
+from ._http import HttpCore, describe, not_sent
 from ._journal import Journal
 from ._pacing import resend_delay
 from ._records import JournalEntry, JournalOutcome
 from ._requests import Request
 from ._serde import request_body
-from ._transports import HttpCore, describe, not_sent
 
 __all__ = ["Sent", "Submitter", "request_id_header", "task_urls"]
 

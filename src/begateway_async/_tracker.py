@@ -22,6 +22,7 @@ from . import _steps as s
 from ._clock import Timebase
 from ._config import PollPolicy, origin_of
 from ._errors import GatewayError, JobAbandoned, JobLost, MalformedResponse
+from ._http import AnswerTooLarge, HttpCore, describe, not_sent
 from ._jobs import Job
 from ._models import Transaction
 from ._pacing import NOT_SEEN, Pacing
@@ -30,7 +31,6 @@ from ._registry import Registry, Tracked
 from ._requests import Request, TrackingIdQuery
 from ._scheduler import Scheduler
 from ._submit import Sent, Submitter
-from ._transports import AnswerTooLarge, HttpCore, describe, not_sent
 
 __all__ = ["Tracker"]
 

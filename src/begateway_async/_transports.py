@@ -8,59 +8,17 @@ the extra, it uses httpx's default transport.
 
 from __future__ import annotations
 
-import base64
-import contextlib
-from collections.abc import Callable
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 import httpx
 import sniffio
 
-from ._errors import GatewayStateError, InvalidRequest
-from ._version import __version__
+from ._errors import InvalidRequest
+from ._http import MAX_ANSWER, AnswerTooLarge
 
-__all__ = [
-    "AnswerTooLarge",
-    "HttpChoice",
-    "HttpCore",
-    "choose_transport",
-    "describe",
-    "gateway_headers",
-    "make_transport",
-    "not_sent",
-]
+__all__ = ["HttpChoice", "choose_transport", "make_transport"]
 
 HttpChoice = Literal["auto", "httpx", "aiohttp"]
-
-#: The request extension that tells our transports how much of an answer to read.
-MAX_ANSWER: Final = "begateway_async.max_answer_bytes"
-
-
-#: Errors of a request that never left this machine: the gateway saw nothing.
-_NOT_SENT: Final = (
-    httpx.ConnectError,
-    httpx.ConnectTimeout,
-    httpx.PoolTimeout,
-    httpx.UnsupportedProtocol,
-)
-
-
-def not_sent(exc: httpx.HTTPError) -> bool:
-    """Whether ``exc`` says the request never left this machine (the gateway saw nothing)."""
-    return isinstance(exc, _NOT_SENT)
-
-
-def describe(exc: BaseException) -> str:
-    """One line naming an error: its type, and its message when it has one."""
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-
-
-class AnswerTooLarge(httpx.DecodingError):
-    """An answer longer than `Limits.max_answer_bytes`; the rest of it was not read."""
-
-    def __init__(self, limit: int, request: httpx.Request) -> None:
-        super().__init__(f"the answer is longer than {limit} bytes", request=request)
-        self.limit = limit
 
 
 class _AiohttpTransport(httpx.AsyncBaseTransport):
@@ -141,10 +99,12 @@ class _AiohttpTransport(httpx.AsyncBaseTransport):
             raise
         except Exception as exc:
             raise self._mapped(exc, request) from exc
+        # As a stream, not ``content=``: httpx would undo a Content-Encoding at
+        # once, whole (a gzip bomb); the core inflates within the cap instead.
         return httpx.Response(
             answer.status,
             headers=list(answer.raw_headers),
-            content=body,
+            stream=httpx.ByteStream(body),
             request=request,
             extensions={"http_version": b"HTTP/1.1"},
         )
@@ -217,137 +177,3 @@ def make_transport(http: HttpChoice, max_connections: int) -> httpx.AsyncBaseTra
     )
     chosen: httpx.AsyncBaseTransport | None = choose_transport(http, limits)
     return chosen or httpx.AsyncHTTPTransport(limits=limits)
-
-
-def gateway_headers(
-    shop_id: str, secret_key: str, api_version: int | None
-) -> list[tuple[bytes, bytes]]:
-    """The headers of every request to the gateway: HTTP Basic with the shop's credentials."""
-    credentials = base64.b64encode(f"{shop_id}:{secret_key}".encode()).decode()
-    headers = [
-        (b"Accept", b"application/json"),
-        (b"User-Agent", f"begateway-async/{__version__}".encode()),
-        (b"Authorization", f"Basic {credentials}".encode()),
-    ]
-    if api_version is not None:
-        headers.append((b"X-API-Version", str(api_version).encode()))
-    return headers
-
-
-class HttpCore:
-    """What the Gateway needs of an HTTP client, sent straight through an httpx transport.
-
-    `httpx.AsyncClient` adds URL merging, cookie jars, auth flows, redirects
-    and event hooks on every request: about a third of the client's CPU per
-    poll, for nothing this protocol uses (no cookies, no redirects, one fixed
-    Basic credential). This keeps httpx's transports, `httpx.Request` and
-    `httpx.Response`, the timeouts as request extensions, and httpx's errors.
-
-    It is made before the event loop runs, and opened in it (`open`: the
-    engine is chosen for the running loop); it sends nothing before that,
-    nor after `aclose`.
-
-    Args:
-        transport: makes the `httpx.AsyncBaseTransport` to send through, at `open`.
-        headers: sent on every request (``Authorization`` included).
-        timeout: per-request timeouts.
-        max_answer_bytes: the most of one answer that is read.
-    """
-
-    __slots__ = ("_extensions", "_headers", "_limit", "_make", "_transport")
-
-    def __init__(
-        self,
-        transport: Callable[[], httpx.AsyncBaseTransport],
-        headers: list[tuple[bytes, bytes]],
-        timeout: httpx.Timeout,
-        max_answer_bytes: int = 1 << 20,
-    ) -> None:
-        self._make = transport
-        self._transport: httpx.AsyncBaseTransport | None = None
-        self._headers = headers
-        self._limit = max_answer_bytes
-        self._extensions = {"timeout": timeout.as_dict(), MAX_ANSWER: max_answer_bytes}
-
-    def __repr__(self) -> str:
-        engine = type(self._transport).__name__ if self._transport is not None else "closed"
-        return f"<HttpCore {engine}>"
-
-    def open(self) -> None:
-        """Make the transport (in the running event loop)."""
-        self._transport = self._make()
-
-    async def request(
-        self,
-        method: str,
-        url: httpx.URL,
-        *,
-        content: bytes | None = None,
-        headers: list[tuple[bytes, bytes]] | None = None,
-    ) -> httpx.Response:
-        """Send one request and read its whole answer.
-
-        Raises:
-            httpx.HTTPError: the transport's failure (connect, read, protocol, ...).
-            GatewayStateError: the core is not open (the Gateway closed first).
-        """
-        transport = self._transport
-        if transport is None:
-            raise GatewayStateError("the Gateway is closed; nothing was sent", state="closed")
-        if headers:
-            own = {name.lower() for name, _ in headers}  # a request's own headers win
-            headers = [h for h in self._headers if h[0].lower() not in own] + headers
-        request = httpx.Request(
-            method,
-            url,
-            headers=headers or self._headers,
-            content=content,
-            extensions=self._extensions,
-        )
-        response = await transport.handle_async_request(request)
-        response.request = request
-        try:
-            if isinstance(response.stream, httpx.ByteStream):  # read already (our aiohttp)
-                await response.aread()
-                if len(response.content) > self._limit:
-                    raise AnswerTooLarge(self._limit, request)
-                return response
-            return await self._read_capped(response, request)
-        finally:
-            await response.aclose()
-
-    async def _read_capped(
-        self, response: httpx.Response, request: httpx.Request
-    ) -> httpx.Response:
-        """Read a streamed answer up to the limit (decoded bytes: no decompression bombs)."""
-        declared = response.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self._limit:
-            raise AnswerTooLarge(self._limit, request)
-        chunks: list[bytes] = []
-        size = 0
-        reading = response.aiter_bytes()
-        async for chunk in reading:
-            size += len(chunk)
-            if size > self._limit:
-                # Close the connection, then let the readers run into it and
-                # end, rather than leaving them suspended for the collector.
-                await response.aclose()
-                with contextlib.suppress(Exception):
-                    async for _ in reading:
-                        pass
-                raise AnswerTooLarge(self._limit, request)
-            chunks.append(chunk)
-        headers = [(k, v) for k, v in response.headers.raw if k.lower() != b"content-encoding"]
-        return httpx.Response(
-            response.status_code,
-            headers=headers,
-            content=b"".join(chunks),
-            request=request,
-            extensions=response.extensions,
-        )
-
-    async def aclose(self) -> None:
-        """Close the transport and its connections; nothing is sent after this."""
-        transport, self._transport = self._transport, None
-        if transport is not None:
-            await transport.aclose()

@@ -144,7 +144,7 @@ async def test_aiohttp_failures_after_sending_are_never_connect_errors(reply, ha
 
 @ASYNCIO_ONLY
 async def test_aiohttp_transport_reads_the_whole_answer():
-    """Status, headers and body come back as an httpx.Response with the body already read."""
+    """Status, headers and the whole body come back as an httpx.Response (a byte stream)."""
     with serve(Simulator()) as url:
         transport = _AiohttpTransport(LIMITS)
         try:
@@ -155,6 +155,8 @@ async def test_aiohttp_transport_reads_the_whole_answer():
             await transport.aclose()
     assert answer.status_code == 404
     assert answer.headers["content-type"].startswith("application/json")
+    assert isinstance(answer.stream, httpx.ByteStream)  # read whole from aiohttp already
+    await answer.aread()
     assert answer.json()
 
 
