@@ -171,3 +171,72 @@ def test_balance():
 def test_card_token_hidden_in_repr():
     """A card token (it charges the card again) is not shown by repr."""
     assert "tok_1" not in repr(parse_transaction(transaction()))
+
+
+def test_the_fields_a_merchant_reads():
+    """id, payment_method_type, the dates, additional data, beProtected and AVS/CVC are modelled."""
+    body = transaction(
+        id="u1",
+        payment_method_type="credit_card",
+        expired_at="2026-01-02T00:00:00Z",
+        closed_at="2026-01-01T00:10:00Z",
+        settled_at=None,
+        additional_data={"contract": ["recurring"]},
+        be_protected_verification={
+            "status": "failed",
+            "message": "Blacklisted e-mail",
+            "white_black_list": {"email": "black", "ip": "absent", "card_number": "absent"},
+            "rules": {"shop": {"max amount": {"Transaction amount > 100": "passed"}}},
+            "limit": {"volume": {"daily": "passed"}},
+        },
+        avs_cvc_verification={
+            "avs_verification": {"result_code": "Y"},
+            "cvc_verification": {"result_code": "M"},
+        },
+    )
+    tx = parse_transaction(body)
+    assert tx.id == "u1"
+    assert tx.payment_method_type == "credit_card"
+    assert tx.expired_at == dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
+    assert tx.closed_at == dt.datetime(2026, 1, 1, 0, 10, tzinfo=dt.UTC)
+    assert tx.settled_at is None
+    assert tx.additional_data == {"contract": ["recurring"]}
+    assert tx.be_protected == bga.BeProtected(
+        status="failed",
+        message="Blacklisted e-mail",
+        white_black_list={"email": "black", "ip": "absent", "card_number": "absent"},
+        rules={"shop": {"max amount": {"Transaction amount > 100": "passed"}}},
+        limit={"volume": {"daily": "passed"}},
+    )
+    assert tx.avs_cvc == bga.AvsCvc(avs_result_code="Y", cvc_result_code="M")
+
+
+def test_v3_payment_method_type_and_checks():
+    """v3 keeps payment_method_type in payment_method; its AVS/CVC section reads the same."""
+    body = {
+        **V3,
+        "payment_method": {"payment_method_type": "credit_card", "last_4": "0000"},
+        "avs_cvc_verification": {"avs_verification": {"result_code": None}},
+    }
+    tx = parse_transaction(body)
+    assert tx.payment_method_type == "credit_card"
+    assert tx.avs_cvc == bga.AvsCvc(avs_result_code=None, cvc_result_code=None)
+
+
+def test_the_bank_section_without_a_type():
+    """A classic body without `type` still gives its bank section (its one type section)."""
+    body = transaction()
+    del body["transaction"]["type"]
+    tx = parse_transaction(body)
+    assert tx.type is None
+    assert tx.bank is not None
+    assert tx.bank.auth_code == "654321"
+
+
+def test_our_section_names_are_not_taken_from_the_answer():
+    """A top-level key named like one of our sections (bank, card, ...) is ignored, kept in raw."""
+    tx = parse_transaction(transaction(bank="not a section", be_protected=7, avs_cvc=[1]))
+    assert tx.bank is not None  # from the `payment` section
+    assert tx.be_protected is None
+    assert tx.avs_cvc is None
+    assert tx.raw["transaction"]["bank"] == "not a section"

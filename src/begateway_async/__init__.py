@@ -49,7 +49,16 @@ from ._errors import (
 )
 from ._jobs import AsCompleted, Job, JobState
 from ._journal import Journal, MemoryJournal
-from ._models import Balance, BankDetails, Card, ThreeDSecure, Transaction, TransactionStatus
+from ._models import (
+    AvsCvc,
+    Balance,
+    BankDetails,
+    BeProtected,
+    Card,
+    ThreeDSecure,
+    Transaction,
+    TransactionStatus,
+)
 from ._parts import AdditionalData, BillingAddress, CreditCard, Customer, EncryptedCreditCard
 from ._records import JournalEntry, JournalError, JournalNotification, JournalOutcome
 from ._requests import (
@@ -80,9 +89,11 @@ __all__ = [
     "AdditionalData",
     "AsCompleted",
     "Authorization",
+    "AvsCvc",
     "Balance",
     "BalanceQuery",
     "BankDetails",
+    "BeProtected",
     "BillingAddress",
     "Capture",
     "Card",

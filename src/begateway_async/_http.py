@@ -210,9 +210,7 @@ class HttpCore:
             extensions=response.extensions,
         )
 
-    async def _read(
-        self, response: httpx.Response, request: httpx.Request
-    ) -> tuple[bytes, bool]:
+    async def _read(self, response: httpx.Response, request: httpx.Request) -> tuple[bytes, bool]:
         """The body up to the cap, and whether it is as sent (True) or decoded already."""
         if response.is_stream_consumed:  # read and decoded by the transport (a mock, in tests)
             if len(response.content) > self._limit:

@@ -13,7 +13,16 @@ from typing import Any, ClassVar
 
 import attrs
 
-__all__ = ["Balance", "BankDetails", "Card", "ThreeDSecure", "Transaction", "TransactionStatus"]
+__all__ = [
+    "AvsCvc",
+    "Balance",
+    "BankDetails",
+    "BeProtected",
+    "Card",
+    "ThreeDSecure",
+    "Transaction",
+    "TransactionStatus",
+]
 
 
 class TransactionStatus(str):
@@ -112,6 +121,35 @@ class ThreeDSecure:
 
 
 @attrs.frozen(kw_only=True)
+class BeProtected:
+    """The ``be_protected_verification`` section: the shop's risk rules on the transaction.
+
+    The whole result of a `Checkup`; payments carry it too where beProtected runs.
+
+    Attributes:
+        status: ``successful`` (the rules let it through) or ``failed``.
+        message: why, when it failed.
+        white_black_list: ``email``, ``ip``, ``card_number`` → ``absent``, ``white`` or ``black``.
+        rules: the shop's rule sets → rule → outcome.
+        limit: the volume and velocity limits checked.
+    """
+
+    status: str | None = None
+    message: str | None = None
+    white_black_list: Mapping[str, Any] | None = None
+    rules: Mapping[str, Any] | None = None
+    limit: Mapping[str, Any] | None = None
+
+
+@attrs.frozen(kw_only=True)
+class AvsCvc:
+    """The ``avs_cvc_verification`` section: the address and card-code checks' result codes."""
+
+    avs_result_code: str | None = None
+    cvc_result_code: str | None = None
+
+
+@attrs.frozen(kw_only=True)
 class Transaction:
     """A transaction, from the classic ``{"transaction": {...}}`` or the flat v3 answer.
 
@@ -119,11 +157,19 @@ class Transaction:
     waits for the customer (3-D Secure) has ``status == "incomplete"`` and a
     ``redirect_url``. Amounts are in minor units. ``raw`` holds the whole
     answer as decoded, so no field is ever lost.
+
+    The gateway's sections have shorter names here: ``card`` (``credit_card``
+    in v2, ``payment_method`` in v3), ``bank`` (the one named after the type
+    in v2, the inner ``transaction`` in v3), ``three_d_secure``
+    (``three_d_secure_verification``), ``be_protected``
+    (``be_protected_verification``), ``avs_cvc`` (``avs_cvc_verification``).
     """
 
     status: TransactionStatus
     uid: str | None = None
+    id: str | None = None
     type: str | None = None
+    payment_method_type: str | None = None
     amount: int | None = None
     currency: str | None = None
     description: str | None = None
@@ -140,9 +186,15 @@ class Transaction:
     created_at: dt.datetime | None = None
     updated_at: dt.datetime | None = None
     paid_at: dt.datetime | None = None
+    expired_at: dt.datetime | None = None
+    closed_at: dt.datetime | None = None
+    settled_at: dt.datetime | None = None
     card: Card | None = None
     bank: BankDetails | None = None
     three_d_secure: ThreeDSecure | None = None
+    be_protected: BeProtected | None = None
+    avs_cvc: AvsCvc | None = None
+    additional_data: Mapping[str, Any] | None = attrs.field(default=None, repr=False, hash=False)
     customer: Mapping[str, Any] | None = attrs.field(default=None, repr=False, hash=False)
     billing_address: Mapping[str, Any] | None = attrs.field(default=None, repr=False, hash=False)
     raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False, eq=False, hash=False)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 import attrs
 import cattrs
@@ -152,24 +152,54 @@ def _section(tx: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
     return value if isinstance(value, Mapping) else None
 
 
+#: The v2 sections named after a transaction type (the bank's answer is in one of them).
+_TYPE_SECTIONS: Final = (
+    "payment",
+    "authorization",
+    "capture",
+    "void",
+    "refund",
+    "credit",
+    "payout",
+    "chargeback",
+    "p2p",
+    "tokenization",
+    "checkup",
+)
+#: Our names for the gateway's sections: never taken from the answer as they are.
+_SECTIONS: Final = ("card", "bank", "three_d_secure", "be_protected", "avs_cvc", "raw")
+
+
+def _bank_section(tx: Mapping[str, Any], type_name: object) -> Mapping[str, Any] | None:
+    """The v2 bank section: named after the type, or the one type section there is."""
+    if isinstance(type_name, str):
+        return _section(tx, type_name)
+    for name in _TYPE_SECTIONS:
+        found = _section(tx, name)
+        if found is not None:
+            return found
+    return None
+
+
 def _transaction_fields(body: Mapping[str, Any]) -> dict[str, Any]:
     """Bring the classic and the v3 shapes to the fields of `Transaction`."""
     if "uid" not in body and isinstance(body.get("transaction"), Mapping):
         tx: Mapping[str, Any] = body["transaction"]  # classic: {"transaction": {...}}
         type_name = tx.get("type")
-        bank = _section(tx, type_name) if isinstance(type_name, str) else None
+        bank = _bank_section(tx, type_name)
         card = _section(tx, "credit_card")
     else:
         tx = body  # v3, or an item of a tracking-id list: flat
         type_name = tx.get("type")
         bank = _section(tx, "transaction")
-        if bank is None and isinstance(type_name, str):
-            bank = _section(tx, type_name)
+        if bank is None:
+            bank = _bank_section(tx, type_name)
         card = _section(tx, "payment_method") or _section(tx, "credit_card")
-    names = {f.name for f in attrs.fields(Transaction)}
-    fields = {k: v for k, v in tx.items() if k in names and k != "raw" and v is not None}
-    fields.pop("card", None)
-    fields.pop("bank", None)
+    fields = {k: v for k, v in tx.items() if k in _FIELDS and v is not None}
+    if "payment_method_type" not in fields and card is not None:
+        kind = card.get("payment_method_type")  # v3 keeps it in payment_method
+        if kind is not None:
+            fields["payment_method_type"] = kind
     links = _section(tx, "links")
     if "receipt_url" not in fields and links and links.get("receipt_url"):
         fields["receipt_url"] = links["receipt_url"]
@@ -177,11 +207,31 @@ def _transaction_fields(body: Mapping[str, Any]) -> dict[str, Any]:
         fields["card"] = card
     if bank is not None:
         fields["bank"] = bank
-    three_ds = _section(tx, "three_d_secure_verification")
-    if three_ds is not None:
-        fields["three_d_secure"] = three_ds
+    fields.update(_verifications(tx))
     fields["raw"] = body
     return fields
+
+
+def _verifications(tx: Mapping[str, Any]) -> dict[str, Any]:
+    """The 3-D Secure, beProtected and AVS/CVC sections, by our names."""
+    found: dict[str, Any] = {}
+    three_ds = _section(tx, "three_d_secure_verification")
+    if three_ds is not None:
+        found["three_d_secure"] = three_ds
+    risk = _section(tx, "be_protected_verification")
+    if risk is not None:
+        found["be_protected"] = risk
+    checks = _section(tx, "avs_cvc_verification")
+    if checks is not None:
+        avs, cvc = _section(checks, "avs_verification"), _section(checks, "cvc_verification")
+        found["avs_cvc"] = {
+            "avs_result_code": avs.get("result_code") if avs else None,
+            "cvc_result_code": cvc.get("result_code") if cvc else None,
+        }
+    return found
+
+
+_FIELDS: Final = frozenset(f.name for f in attrs.fields(Transaction)) - frozenset(_SECTIONS)
 
 
 def _structure(fields: Mapping[str, Any], cls: type[Any], body: Any, request_id: str | None) -> Any:
