@@ -197,3 +197,35 @@ def test_the_endpoint_checks_its_arguments():
     with pytest.raises(bga.InvalidRequest, match="on_notification"):
         bga.WebhookEndpoint(gateway, on_notification="mark paid")  # type: ignore[arg-type]
     assert SECRET not in repr(bga.WebhookEndpoint(gateway))
+
+
+SUBSCRIPTION = {
+    "id": "sbs_1f2e3d",
+    "state": "active",
+    "tracking_id": "plan-buyer-9",
+    "plan": {"title": "Monthly", "plan": {"amount": 990, "currency": "USD"}},
+    "card": {"last_4": "0000", "brand": "visa"},
+    "transaction": {"uid": "t-5", "status": "successful", "message": "ok"},
+    "event": "renewed.subscription",
+}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [SUBSCRIPTION, {**SUBSCRIPTION, "plan": None, "state": None}],
+    ids=["full", "by-id"],
+)
+def test_a_subscription_notification_is_never_taken_for_a_transaction(body):
+    """A verified subscription notification is refused, naming what it is; no transaction."""
+    raw = json.dumps(body).encode()
+    verifier = WebhookVerifier(SHOP_ID, SECRET, public_key=PEM)
+    with pytest.raises(bga.WebhookMalformed, match="a subscription notification") as info:
+        verifier.verify(raw, headers(raw))
+    assert info.value.body["id"] == "sbs_1f2e3d"
+
+
+def test_a_notification_too_deep_to_read_is_malformed():
+    """A body nested 100 000 deep is WebhookMalformed, not a RecursionError."""
+    raw = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(bga.WebhookMalformed, match="not JSON"):
+        WebhookVerifier(SHOP_ID, SECRET).verify(raw, headers(raw))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -20,7 +19,7 @@ from ._errors import (
 )
 from ._jobs import Job
 from ._models import Transaction
-from ._serde import parse_transaction
+from ._serde import decode_json, parse_transaction
 
 __all__ = ["Headers", "Notification", "WebhookVerifier", "header"]
 
@@ -71,6 +70,16 @@ def _load_public_key(key: str | bytes) -> Any:
     if not isinstance(loaded, rsa.RSAPublicKey):
         raise InvalidRequest("webhook_key", "must be an RSA public key")
     return loaded
+
+
+def _is_subscription(data: object) -> bool:
+    """Whether a body is the notification of a subscription (``id``, ``state``, ``plan``)."""
+    if not isinstance(data, Mapping) or "uid" in data:
+        return False
+    subscription_id = data.get("id")
+    return ("state" in data and "plan" in data) or (
+        isinstance(subscription_id, str) and subscription_id.startswith("sbs_")
+    )
 
 
 class WebhookVerifier:
@@ -169,9 +178,17 @@ class WebhookVerifier:
         self.authenticate(headers)
         self.check_signature(body, headers)
         try:
-            decoded = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+            decoded = decode_json(body)
+        except ValueError:  # not JSON, not UTF-8, nested too deeply
             raise WebhookMalformed("not JSON", body=body.decode("utf-8", "replace")[:200]) from None
+        if _is_subscription(decoded):
+            # Its `transaction` summary is no transaction's notification: never mistake it
+            # for the payment's (it has no tracking id of its own).
+            raise WebhookMalformed(
+                f"a subscription notification (id {decoded.get('id')!r}), not a "
+                "transaction's: give subscriptions a notification URL of their own",
+                body=decoded,
+            )
         try:
             transaction = parse_transaction(decoded)
         except MalformedResponse as exc:
