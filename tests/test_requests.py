@@ -271,3 +271,24 @@ def test_requests_are_frozen():
     request = payment()
     with pytest.raises(AttributeError):
         request.amount = 5  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("build", "secret"),
+    [
+        (lambda: bga.CreditCard(number="4200-0000-0000-0000", exp_month=1, exp_year=2030), "4200"),
+        (lambda: bga.CreditCard(number=4200000000000000, exp_month=1, exp_year=2030), "4200"),
+        (lambda: bga.CreditCard(token="t", verification_value=739), "739"),
+        (lambda: bga.CreditCard(token="t", verification_value="7x9"), "7x9"),
+        (lambda: bga.CreditCard(number="4200000000000000", exp_month=14, exp_year=2030), "14"),
+        (lambda: bga.CreditCard(number="4200000000000000", exp_month=1, exp_year=20301), "20301"),
+    ],
+    ids=["pan-dashes", "pan-int", "cvv-int", "cvv-letters", "month", "year"],
+)
+def test_a_rejected_card_value_is_never_echoed(build, secret):
+    """A refused card number, CVV or expiry is named by its field, never shown in the message."""
+    with pytest.raises(bga.InvalidRequest) as info:
+        build()
+    assert info.value.field.startswith("CreditCard.")
+    assert secret not in str(info.value)
+    assert "not shown" in str(info.value)

@@ -19,8 +19,8 @@ import anyio.abc
 import httpx
 
 from ._clock import SchedulingClock, Timebase
-from ._config import Limits, PollPolicy, Timeouts, validate_base_url
-from ._errors import GatewayStateError, InvalidRequest
+from ._config import Limits, PollPolicy, Timeouts, check_arguments, validate_base_url
+from ._errors import GatewayStateError
 from ._follow import FOLLOW_POLICY, Follower
 from ._http import HttpCore, gateway_headers
 from ._jobs import AsCompleted, Job
@@ -28,9 +28,10 @@ from ._journal import Journal, open_journal
 from ._models import Transaction
 from ._notify import Notifier
 from ._operations import Operations
-from ._records import JournalEntry
+from ._records import JournalEntry, JournalNotification
 from ._recovery import Recovery
 from ._requests import Request
+from ._sealing import Sealer
 from ._submit import Submitter
 from ._tracker import Tracker
 from ._transports import HttpChoice, make_transport
@@ -39,6 +40,7 @@ from ._webhooks import Headers, Notification, WebhookVerifier
 __all__ = ["FOLLOW_POLICY", "Gateway"]
 
 T = TypeVar("T")
+RecordT = TypeVar("RecordT", JournalEntry, JournalNotification)
 
 
 class Gateway(Operations):
@@ -109,26 +111,11 @@ class Gateway(Operations):
         webhook_poll: PollPolicy | None = None,
     ) -> None:
         self.base_url = validate_base_url(base_url, allow_insecure_http=allow_insecure_http)
-        if isinstance(shop_id, bool) or not isinstance(shop_id, int | str) or not str(shop_id):
-            raise InvalidRequest("shop_id", "must be a non-empty integer or string")
-        if not isinstance(secret_key, str) or not secret_key:
-            raise InvalidRequest("secret_key", "must be a non-empty string")
-        for name, value, cls in (
-            ("poll", poll, PollPolicy),
-            ("webhook_poll", webhook_poll, PollPolicy),
-            ("timeouts", timeouts, Timeouts),
-            ("limits", limits, Limits),
-        ):
-            if value is not None and not isinstance(value, cls):
-                raise InvalidRequest(name, f"must be a {cls.__name__}")
-        if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
-            raise InvalidRequest("transport", "must be an httpx.AsyncBaseTransport")
-        if http not in ("auto", "httpx", "aiohttp"):
-            raise InvalidRequest("http", f"must be 'auto', 'httpx' or 'aiohttp', not {http!r}")
-        if api_version is not None and api_version not in (2, 3):
-            raise InvalidRequest("api_version", f"must be 2, 3 or None, not {api_version!r}")
-        if clock is not None and not callable(clock):
-            raise InvalidRequest("clock", "must return epoch seconds when called")
+        check_arguments(
+            shop_id=shop_id, secret_key=secret_key, poll=poll, webhook_poll=webhook_poll,
+            timeouts=timeouts, limits=limits, transport=transport, http=http,
+            api_version=api_version, clock=clock,
+        )  # fmt: skip
         self.shop_id = str(shop_id)
         self.poll = poll or PollPolicy()
         self.webhook_poll = webhook_poll
@@ -150,8 +137,11 @@ class Gateway(Operations):
     def _wire(self, secret_key: str, rng: random.Random, timebase: Timebase) -> None:
         """Build the parts and connect them."""
         t, limits = self.timeouts, self.limits
+        self._sealer = Sealer(secret_key, self.shop_id, self.base_url)
+        given, engine = self._transport, self.http
         self._http = HttpCore(
-            self._make_transport,
+            # Chosen once the event loop runs: aiohttp is for asyncio only.
+            lambda: given or make_transport(engine, limits.max_connections),
             gateway_headers(self.shop_id, secret_key, self.api_version),
             httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool),
             t.total,
@@ -167,6 +157,7 @@ class Gateway(Operations):
             policy=self.poll,
             rng=rng,
             limits=limits,
+            sealer=self._sealer,
         )
         self._tracker = Tracker(
             base_url=self.base_url,
@@ -183,20 +174,19 @@ class Gateway(Operations):
             submitter=self._submitter,
             journal=self.journal,
             timebase=timebase,
+            sealer=self._sealer,
         )
         self._follower = Follower(self._tracker, timebase, rng)
         self._notifier = Notifier(
             tracker=self._tracker,
+            submitter=self._submitter,
             journal=self.journal,
+            sealer=self._sealer,
             verifier=self.webhooks,
             follower=self._follower,
             shop_id=self.shop_id,
             timebase=timebase,
         )
-
-    def _make_transport(self) -> httpx.AsyncBaseTransport:
-        """The transport, chosen once the event loop runs (aiohttp is for asyncio only)."""
-        return self._transport or make_transport(self.http, self.limits.max_connections)
 
     def __repr__(self) -> str:
         return (
@@ -348,13 +338,12 @@ class Gateway(Operations):
         return await self._recovery.resume_all()
 
     def replay(self, entry: JournalEntry) -> Job[Any] | None:
-        """The finished job that a journalled end of a submit stands for.
+        """The finished job a journalled end stands for; nothing is sent.
 
         For an entry of `Journal.entries` whose outcome holds the gateway's
-        answer (a result, a one-shot error body, a refusal): a job that is
-        done, whose ``await`` returns that result or raises that error, as
-        the original job did. Nothing is sent. A batch that was killed after
-        a job ended but before its answer was written uses it to write it.
+        answer (a result, a one-shot error body, a refusal), its ``await``
+        returns or raises what the original job did (the batch runner writes
+        a killed run's answers from it).
 
         Returns:
             The job, or None for entries without an answer on record
@@ -362,6 +351,18 @@ class Gateway(Operations):
             and ``outcome.message`` say what happened to those that ended.
         """
         return self._recovery.replay(entry)
+
+    def unseal(self, record: RecordT) -> RecordT:
+        """A journal record (`JournalEntry` or `JournalNotification`) with its bodies in clear.
+
+        Every body a journal keeps (a request's, an answer's, a notification's)
+        is sealed with a key derived from this shop's credentials (see
+        `Journal`): this opens them for reading. Nothing is sent.
+
+        Raises:
+            JournalError: they were sealed with other credentials.
+        """
+        return self._recovery.unseal(record)
 
     def as_completed(self, jobs: Iterable[Job[T]]) -> AsCompleted[T]:
         """The given jobs as they finish, in finishing order: ``async for job in ...``.

@@ -13,6 +13,7 @@ from typing import Final
 from urllib.parse import urlsplit
 
 import attrs
+import httpx
 
 from ._errors import InvalidRequest
 
@@ -25,6 +26,7 @@ __all__ = [
     "Limits",
     "PollPolicy",
     "Timeouts",
+    "check_arguments",
 ]
 
 #: Card gateway base URLs of the brands of the platform. Every base URL is
@@ -187,6 +189,36 @@ class Limits:
     max_connections: int = attrs.field(default=80, validator=_positive_int)
     submit_attempts: int = attrs.field(default=3, validator=_positive_int)
     max_answer_bytes: int = attrs.field(default=1 << 20, validator=_positive_int)
+
+
+def check_arguments(**given: object) -> None:
+    """Check the arguments of `Gateway` that are not checked by their own types.
+
+    Raises:
+        InvalidRequest: naming the first argument that is wrong.
+    """
+    shop_id, secret_key = given["shop_id"], given["secret_key"]
+    if isinstance(shop_id, bool) or not isinstance(shop_id, int | str) or not str(shop_id):
+        raise InvalidRequest("shop_id", "must be a non-empty integer or string")
+    if not isinstance(secret_key, str) or not secret_key:
+        raise InvalidRequest("secret_key", "must be a non-empty string")
+    for name, cls in (
+        ("poll", PollPolicy),
+        ("webhook_poll", PollPolicy),
+        ("timeouts", Timeouts),
+        ("limits", Limits),
+    ):
+        if given[name] is not None and not isinstance(given[name], cls):
+            raise InvalidRequest(name, f"must be a {cls.__name__}")
+    transport = given["transport"]
+    if transport is not None and not isinstance(transport, httpx.AsyncBaseTransport):
+        raise InvalidRequest("transport", "must be an httpx.AsyncBaseTransport")
+    if given["http"] not in ("auto", "httpx", "aiohttp"):
+        raise InvalidRequest("http", f"must be 'auto', 'httpx' or 'aiohttp', not {given['http']!r}")
+    if given["api_version"] not in (None, 2, 3):
+        raise InvalidRequest("api_version", f"must be 2, 3 or None, not {given['api_version']!r}")
+    if given["clock"] is not None and not callable(given["clock"]):
+        raise InvalidRequest("clock", "must return epoch seconds when called")
 
 
 def origin_of(url: str) -> tuple[str, str, int]:

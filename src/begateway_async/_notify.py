@@ -22,6 +22,8 @@ from ._journal import Journal
 from ._models import Transaction
 from ._records import JournalNotification, JournalOutcome
 from ._registry import Tracked
+from ._sealing import Sealer
+from ._submit import Submitter, notification_key
 from ._tracker import Tracker
 from ._webhooks import Headers, Notification, WebhookVerifier
 
@@ -40,7 +42,9 @@ class Notifier:
 
     Args:
         tracker: the pending jobs a notification may end.
+        submitter: journals the end of the job a notification ends.
         journal: where notifications are recorded.
+        sealer: seals each notification's body before the journal keeps it.
         verifier: checks each notification's credentials and signature.
         follower: the follows a final notification wakes.
         shop_id: the shop the notifications are for.
@@ -51,14 +55,18 @@ class Notifier:
         self,
         *,
         tracker: Tracker,
+        submitter: Submitter,
         journal: Journal,
+        sealer: Sealer,
         verifier: WebhookVerifier,
         follower: Follower,
         shop_id: str,
         timebase: Timebase,
     ) -> None:
         self._tracker = tracker
+        self._submitter = submitter
         self._journal = journal
+        self._sealer = sealer
         self._verifier = verifier
         self._follower = follower
         self._shop_id = shop_id
@@ -84,7 +92,7 @@ class Notifier:
             uid,
             transaction.tracking_id,
             str(transaction.status),
-            raw,
+            self._sealer.seal(raw, key=notification_key(uid)),
             now,
             key=owner.journal_key if owner is not None else None,
         )
@@ -94,8 +102,7 @@ class Notifier:
         else:
             with registry.claim(owner.job):
                 await self._journal.notified(record)
-                end = JournalOutcome("result", 200, raw, finished_at=now)
-                await self._journal.finished(owner.journal_key, end)
+                await self._submitter.record(owner.journal_key, JournalOutcome("result", 200, raw))
             if owner.job.polling:
                 await self._tracker.settle(owner, p.Done(transaction.raw))
                 resolved = owner.job.done()

@@ -35,9 +35,12 @@ class CreditCard:
         token: a card token, instead of number and expiry.
     """
 
-    number: str | None = attrs.field(default=None, validator=v.pattern(v.DIGITS, "digits only"))
+    number: str | None = attrs.field(
+        default=None, validator=v.pattern(v.DIGITS, "digits only", secret=True)
+    )
     verification_value: str | None = attrs.field(
-        default=None, validator=v.pattern(re.compile(r"[0-9]{3,4}"), "3 or 4 digits")
+        default=None,
+        validator=v.pattern(re.compile(r"[0-9]{3,4}"), "3 or 4 digits", secret=True),
     )
     holder: str | None = attrs.field(default=None, validator=v.text(255))
     exp_month: int | None = attrs.field(default=None)
@@ -51,14 +54,18 @@ class CreditCard:
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 12  # noqa: PLR2004
         ):
-            v.fail(self, attribute, f"must be an integer from 1 to 12, not {value!r}")
+            v.fail(
+                self,
+                attribute,
+                f"must be an integer from 1 to 12, not {v.shown(value, secret=True)}",
+            )
 
     @exp_year.validator
     def _check_year(self, attribute: attrs.Attribute[Any], value: object) -> None:
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, int) or not 1000 <= value <= 9999  # noqa: PLR2004
         ):
-            v.fail(self, attribute, f"must be a four-digit year, not {value!r}")
+            v.fail(self, attribute, f"must be a four-digit year, not {v.shown(value, secret=True)}")
 
     def __attrs_post_init__(self) -> None:
         if self.number is not None and not 12 <= len(self.number) <= 19:  # noqa: PLR2004

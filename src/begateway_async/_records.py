@@ -48,7 +48,8 @@ class JournalEntry:
         operation: the operation's name.
         method: the HTTP method of the submit.
         path: the URL path under the base URL (``/async/...``).
-        body: the request body as sent; erased once the gateway acknowledged it.
+        body: the request body, sealed (AES-256-GCM, see `_sealing`: never card data in
+            clear); erased once the gateway acknowledged it.
         headers: the request's own headers (``X-API-Version``), as pairs.
         tracking_id: the merchant's id of the transaction, if any.
         tag: the caller's label for the submit, if any.

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, TypeVar
+
+import attrs
 
 from . import _protocol as p
 from . import _steps as s
@@ -30,13 +32,15 @@ from ._errors import (
 from ._http import describe
 from ._jobs import Job, read_token
 from ._journal import Journal
-from ._records import JournalEntry, JournalError, JournalOutcome
-from ._submit import Submitter, task_urls
+from ._records import JournalEntry, JournalError, JournalNotification, JournalOutcome
+from ._sealing import Sealer
+from ._submit import Submitter, notification_key, outcome_key, task_urls
 from ._tracker import Tracker
 
 __all__ = ["Recovery"]
 
 logger = logging.getLogger("begateway_async")
+RecordT = TypeVar("RecordT", JournalEntry, JournalNotification)
 
 
 class Recovery:
@@ -47,15 +51,23 @@ class Recovery:
         submitter: re-sends unacknowledged entries; journals their ends.
         journal: the entries to pick up.
         timebase: the Gateway's time.
+        sealer: opens the journalled bodies.
     """
 
     def __init__(
-        self, *, tracker: Tracker, submitter: Submitter, journal: Journal, timebase: Timebase
+        self,
+        *,
+        tracker: Tracker,
+        submitter: Submitter,
+        journal: Journal,
+        timebase: Timebase,
+        sealer: Sealer,
     ) -> None:
         self._tracker = tracker
         self._submitter = submitter
         self._journal = journal
         self._timebase = timebase
+        self._sealer = sealer
 
     def resume(self, token: str) -> Job[Any]:
         """Turn a `Job.token` back into a polled job (see `Gateway.resume`)."""
@@ -141,6 +153,7 @@ class Recovery:
         expired, not sent): the entry's ``outcome.error`` and
         ``outcome.message`` say what happened to those that ended.
         """
+        entry = self.unseal(entry)
         outcome = entry.outcome
         if outcome is None or outcome.body is None:
             return None
@@ -166,6 +179,20 @@ class Recovery:
             )
             return self._tracker.ended(entry, error=unreadable)
         return self._tracker.answered(entry, decided)
+
+    def unseal(self, record: RecordT) -> RecordT:
+        """The journal record with its bodies in clear (see `Gateway.unseal`)."""
+        if isinstance(record, JournalNotification):
+            body = self._sealer.open(record.body, key=notification_key(record.uid), request=False)
+            return attrs.evolve(record, body=body)
+        outcome = record.outcome
+        if outcome is not None and outcome.body is not None:
+            opened = self._sealer.open(outcome.body, key=outcome_key(record.key), request=False)
+            outcome = attrs.evolve(outcome, body=opened)
+        body = record.body
+        if body is not None:
+            body = self._sealer.open(body, key=record.key)
+        return attrs.evolve(record, body=body, outcome=outcome)
 
     async def _reconcile(self, entry: JournalEntry) -> Job[Any]:
         """Learn what became of a submit past the key window, by its tracking id."""

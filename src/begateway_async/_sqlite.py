@@ -79,8 +79,11 @@ class SQLiteJournal:
     Writes are committed in groups in a worker thread, never on the event
     loop: every write that arrives while a commit is under way goes into the
     next one, and each caller returns once its own write is on disk. The
-    file is created readable by its owner only: until the gateway
-    acknowledges a submit, its entry holds the request body (card data).
+    file is created readable by its owner only. Until the gateway
+    acknowledges a submit, its entry holds the request body, sealed (see
+    `_sealing`): never card data in clear. Erased rows are overwritten
+    (``secure_delete``), and closing folds the write-ahead log into the file
+    and empties it.
 
     Args:
         path: the database file; created if missing.
@@ -107,6 +110,8 @@ class SQLiteJournal:
             )
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=FULL")
+            # An erased body (sealed anyway) is overwritten, not left in a free page.
+            connection.execute("PRAGMA secure_delete=ON")
             connection.executescript(_SCHEMA)
             self._connection = connection
         return self._connection
@@ -248,6 +253,9 @@ class SQLiteJournal:
     def _close(self) -> None:
         with self._lock:
             if self._connection is not None:
+                # Fold the write-ahead log into the file and empty it: no older
+                # version of an erased row stays behind in the -wal file.
+                self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 self._connection.close()
                 self._connection = None
 

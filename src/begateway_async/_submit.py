@@ -38,14 +38,25 @@ from ._journal import Journal
 from ._pacing import resend_delay
 from ._records import JournalEntry, JournalOutcome
 from ._requests import Request
+from ._sealing import Sealer
 from ._serde import request_body
 
-__all__ = ["Sent", "Submitter", "request_id_header", "task_urls"]
+__all__ = ["Sent", "Submitter", "notification_key", "outcome_key", "request_id_header", "task_urls"]
 
 logger = logging.getLogger("begateway_async")
 
 #: A definite answer to a submit: the task was created, or the result came at once.
 Sent = p.Ack | p.Immediate
+
+
+def outcome_key(key: str) -> str:
+    """What the answer that ended the entry ``key`` is sealed for."""
+    return f"{key}/outcome"
+
+
+def notification_key(uid: str) -> str:
+    """What the notification of the transaction ``uid`` is sealed for."""
+    return f"{uid}/notification"
 
 
 def request_id_header(key: object) -> str:
@@ -108,6 +119,7 @@ class Submitter:
         policy: the poll policy (its backoff spaces the re-sends).
         rng: the source of jitter.
         limits: submits in flight, and how many attempts one submit gets.
+        sealer: seals each request body before the journal sees it.
     """
 
     def __init__(
@@ -121,8 +133,10 @@ class Submitter:
         policy: PollPolicy,
         rng: random.Random,
         limits: Limits,
+        sealer: Sealer,
     ) -> None:
         self.base_url = base_url
+        self._sealer = sealer
         self.shop_id = shop_id
         self._http = http
         self._journal = journal
@@ -144,14 +158,16 @@ class Submitter:
             raise InvalidRequest("request", f"must be an operation, not {type(request).__name__}")
         if tag is not None and not isinstance(tag, str):
             raise InvalidRequest("tag", f"must be a string, not {type(tag).__name__}")
+        key = request_id_header(idempotency_key)
+        body = request_body(request)
         return JournalEntry(
-            key=request_id_header(idempotency_key),
+            key=key,
             gateway=self.base_url,
             shop_id=self.shop_id,
             operation=request.operation,
             method=request.http_method,
             path=sys.intern("/async" + request.path()),  # one string per endpoint, not per job
-            body=request_body(request),
+            body=None if body is None else self._sealer.seal(body, key=key),
             headers=tuple(request.http_headers.items()),
             tracking_id=request.key,
             tag=tag,
@@ -159,8 +175,11 @@ class Submitter:
         )
 
     async def record(self, key: str, outcome: JournalOutcome) -> None:
-        """Journal how the submit ``key`` ended, stamped with the Gateway's clock."""
-        await self._journal.finished(key, attrs.evolve(outcome, finished_at=self._timebase.time()))
+        """Journal how the submit ``key`` ended (its answer sealed), stamped with the clock."""
+        body = outcome.body
+        sealed = None if body is None else self._sealer.seal(body, key=outcome_key(key))
+        end = attrs.evolve(outcome, body=sealed, finished_at=self._timebase.time())
+        await self._journal.finished(key, end)
 
     async def send(self, entry: JournalEntry, *, internal: bool = False) -> Sent:
         """Send an entry until its answer is definite; journal what came of it.
@@ -180,7 +199,9 @@ class Submitter:
             SubmitIndeterminate: no attempt told whether a task exists.
             TransportError: no attempt left this machine; no task exists.
             UnsafeURL: the gateway answered with a result URL on another origin.
+            JournalError: the body was sealed with other credentials; nothing was sent.
         """
+        content = None if entry.body is None else self._sealer.open(entry.body, key=entry.key)
         headers = [(b"RequestID", entry.key.encode())]
         headers += [(name.encode(), value.encode()) for name, value in entry.headers]
         if entry.body is not None:
@@ -191,7 +212,7 @@ class Submitter:
         last = p.Resend("not sent")
         async with contextlib.nullcontext() if internal else self._slots:
             for attempt in range(self._attempts):
-                outcome, answer, reached = await self._attempt(entry, url, headers)
+                outcome, answer, reached = await self._attempt(entry, url, content, headers)
                 if not isinstance(outcome, p.Resend):
                     assert answer is not None  # noqa: S101 - a definite outcome had an answer
                     return await self._definite(entry, outcome, answer, internal=internal)
@@ -228,7 +249,11 @@ class Submitter:
         )
 
     async def _attempt(
-        self, entry: JournalEntry, url: httpx.URL, headers: list[tuple[bytes, bytes]]
+        self,
+        entry: JournalEntry,
+        url: httpx.URL,
+        content: bytes | None,
+        headers: list[tuple[bytes, bytes]],
     ) -> tuple[p.SubmitOutcome, httpx.Response | None, bool]:
         """Send one attempt.
 
@@ -238,9 +263,7 @@ class Submitter:
             gateway and was not answered definitely, nor only throttled).
         """
         try:
-            answer = await self._http.request(
-                entry.method, url, content=entry.body, headers=headers
-            )
+            answer = await self._http.request(entry.method, url, content=content, headers=headers)
         except httpx.HTTPError as exc:
             return p.Resend(describe(exc)), None, not not_sent(exc)
         except GatewayStateError:

@@ -24,6 +24,7 @@ __all__ = [
     "instance_of",
     "mapping",
     "pattern",
+    "shown",
     "strings",
     "text",
     "tuple_or_none",
@@ -50,12 +51,19 @@ def amount(instance: object, attribute: attrs.Attribute[Any], value: object) -> 
         fail(instance, attribute, f"must be greater than 0, not {value}")
 
 
-def pattern(regex: re.Pattern[str], what: str) -> Any:
+def shown(value: object, *, secret: bool) -> str:
+    """How a rejected value appears in a message: never at all for card data."""
+    return f"the {type(value).__name__} given (not shown)" if secret else repr(value)
+
+
+def pattern(regex: re.Pattern[str], what: str, *, secret: bool = False) -> Any:
+    """A validator: None, or a string all of ``regex``; a ``secret`` value is never echoed."""
+
     def check(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
         if value is None:
             return
         if not isinstance(value, str) or not regex.fullmatch(value):
-            fail(instance, attribute, f"must be {what}, not {value!r}")
+            fail(instance, attribute, f"must be {what}, not {shown(value, secret=secret)}")
 
     return check
 

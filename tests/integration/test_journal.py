@@ -155,7 +155,12 @@ async def test_a_one_shot_error_body_is_journalled_before_any_waiter_sees_it(
     assert outcome.kind == "failed"
     assert outcome.status_code == failed.value.status_code
     assert outcome.body is not None
-    assert b"parent" in outcome.body.lower()
+    assert b"parent" not in outcome.body.lower()  # sealed, as every body the journal keeps
+    (entry,) = [e for e in await journal.entries(gw.base_url, gw.shop_id) if e.outcome]
+    opened = gw.unseal(entry).outcome
+    assert opened is not None
+    assert opened.body is not None
+    assert b"parent" in opened.body.lower()
 
 
 async def test_a_journal_that_cannot_record_the_intent_stops_the_submit(connect, simulator):
@@ -212,3 +217,43 @@ async def test_an_old_unanswered_query_is_not_looked_up(connect, simulator, cloc
         with pytest.raises(bga.JobLost, match="send it again"):
             await job
     assert simulator.stats.requests.total() == 0
+
+
+CARD_FIELDS = (b"4200000000000000", b"verification_value", b'"exp_year"')
+
+
+async def test_an_unanswered_body_is_sealed_in_the_file(connect, simulator, tmp_path):
+    """An entry without an answer keeps its body sealed: no card field in any journal file."""
+    simulator.faults = Faults(truncate=Fault(script=[True], on={"submit"}))
+    path = tmp_path / "payments.db"
+    journal = bga.SQLiteJournal(path)
+    async with connect(journal=journal, limits=bga.Limits(submit_attempts=1)) as gw:
+        with pytest.raises(bga.SubmitIndeterminate):
+            await gw.submit(payment(700, tracking_id="order-700"))
+        (entry,) = await journal.unfinished(gw.base_url, gw.shop_id)
+        assert entry.body is not None
+        files = [f for f in tmp_path.iterdir() if f.name.startswith("payments.db")]
+        assert {f.name for f in files} >= {"payments.db", "payments.db-wal"}
+        for file in files:
+            content = file.read_bytes()
+            assert not [field for field in CARD_FIELDS if field in content], file.name
+    await journal.aclose()  # folds the write-ahead log into the file, and empties it
+    wal = tmp_path / "payments.db-wal"
+    assert not wal.exists() or wal.stat().st_size == 0
+    assert not [field for field in CARD_FIELDS if field in path.read_bytes()]
+
+
+async def test_other_credentials_cannot_resend_a_journalled_body(connect, simulator):
+    """A Gateway with another secret fails that entry (JournalError), sends nothing, keeps it."""
+    simulator.faults = Faults(truncate=Fault(script=[True], on={"submit"}))
+    journal = bga.MemoryJournal(keep_finished=True)
+    async with connect(journal=journal, limits=bga.Limits(submit_attempts=1)) as gw:
+        with pytest.raises(bga.SubmitIndeterminate):
+            await gw.submit(payment(700, tracking_id="order-700"))
+    sent = simulator.stats.requests.total()
+    async with connect("another secret", journal=journal) as gw:
+        (job,) = await gw.resume_all()
+        with pytest.raises(bga.JournalError, match="other credentials"):
+            await job
+    assert simulator.stats.requests.total() == sent  # nothing was sent
+    assert len(await journal.unfinished(gw.base_url, gw.shop_id)) == 1

@@ -7,6 +7,7 @@ import math
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -195,6 +196,21 @@ class Tripwire:
         await self.simulator(scope, receive, counting)
 
 
+#: What card data in clear would look like in a file: the PAN, and the request's card fields.
+CARD_DATA = (b"4200000000000000", b"verification_value", b'"exp_month"')
+
+
+def _card_data_in(folder: Path) -> list[str]:
+    """Every (file, card datum) pair found in clear in the files of ``folder``."""
+    return [
+        f"{file.name}: {datum.decode()}"
+        for file in folder.iterdir()
+        if file.name != "jobs.jsonl"  # the input itself, which the merchant wrote
+        for datum in CARD_DATA
+        if datum in file.read_bytes()
+    ]
+
+
 def _set_on_exit(process: subprocess.Popen[bytes], event: threading.Event) -> None:
     process.wait()
     event.set()
@@ -210,7 +226,12 @@ def test_batch_runner_killed_again_and_again_pays_each_line_once(tmp_path: Path)
             "currency": "USD",
             "description": f"order {i}",
             "tracking_id": f"kill-{i}",
-            "credit_card": {"number": "4200000000000000", "exp_month": 1, "exp_year": 2030},
+            "credit_card": {
+                "number": "4200000000000000",
+                "exp_month": 1,
+                "exp_year": 2030,
+                "verification_value": "739",
+            },
         }
         for i in range(count)
     ]
@@ -225,6 +246,7 @@ def test_batch_runner_killed_again_and_again_pays_each_line_once(tmp_path: Path)
         command = [sys.executable, "-m", "begateway_async", "run", str(source), "--out", str(out)]
         command += ["--concurrency", "40"]
         killed = 0
+        found: list[str] = []
         for k in range(kills):
             process = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)  # noqa: S603
             # Kill it at a different point each time: once k+1 fifths of the results are out.
@@ -237,6 +259,7 @@ def test_batch_runner_killed_again_and_again_pays_each_line_once(tmp_path: Path)
                 killed += 1
             process.wait()
             ended.join()
+            found += _card_data_in(tmp_path)  # what a killed run left on disk
         done = subprocess.run(command, env=env, timeout=120, check=False)  # noqa: S603
         stats = simulator.stats
     assert done.returncode == 0
@@ -245,6 +268,10 @@ def test_batch_runner_killed_again_and_again_pays_each_line_once(tmp_path: Path)
     assert all(r["ok"] and r["status"] == "successful" for r in answered)
     assert killed >= 3  # most runs were cut short
     assert stats.transactions == count  # no payment made twice
+    assert found == []  # no card number, CVV or expiry in clear in any file, ever
+    for file in tmp_path.iterdir():
+        if file.name.startswith("results.jsonl"):  # the output and its journal
+            assert stat.S_IMODE(file.stat().st_mode) == 0o600, file.name
     report = os.environ.get("BEGATEWAY_FAULT_REPORT")
     if report:
         figures = json.loads(Path(report).read_text()) if Path(report).exists() else {}

@@ -94,8 +94,9 @@ async def test_webhook_first_resolves_each_job_once_and_drops_its_polls(connect,
     assert [(a.attempt, a.answer) for a in simulator.notifier.attempts] == [(0, 200)] * 40
     # On record before the 200: each notification, and each job's outcome (its body).
     assert len(kept) == 40
-    bodies = {n.key: n.body for n in kept}
-    assert {e.key: e.outcome.body for e in entries if e.outcome} == bodies
+    bodies = {n.key: gw.unseal(n).body for n in kept}
+    ended = [gw.unseal(e) for e in entries]
+    assert {e.key: e.outcome.body for e in ended if e.outcome} == bodies
 
 
 async def test_poll_first_then_the_late_notification_changes_nothing(connect, simulator, clock):

@@ -4,7 +4,10 @@ Input: one JSON object per line, ``{"operation": "...", <the request's fields>}`
 (see `request_from_mapping`); blank lines are skipped. Output: one JSON line
 per input line, written as each job finishes, carrying the input ``line``
 number. A bad line is reported on stderr with its number and answered in the
-output with ``"error": "InvalidRequest"``, never silently dropped.
+output with ``"error": "InvalidRequest"``, never silently dropped. The
+output is the gateway's answer without card data (no number, CVV or expiry;
+the last four digits, the brand and the token stay), in a file only its owner
+may read.
 
 Exit status: 0 when every line gave a transaction that did not fail; 1 when
 any line was bad, any job ended with an error, any transaction's status is
@@ -78,13 +81,26 @@ def _lines(stream: IO[str]) -> Iterator[tuple[int, str]]:
             yield number, line
 
 
+#: Card data that never goes into an output line, wherever the answer holds it.
+_CARD_DATA = frozenset({"number", "verification_value", "exp_month", "exp_year"})
+
+
+def _redacted(data: Any) -> Any:
+    """An answer without card data: no number, CVV or expiry (last 4, brand, token stay)."""
+    if isinstance(data, dict):
+        return {k: _redacted(v) for k, v in data.items() if k not in _CARD_DATA}
+    if isinstance(data, list):
+        return [_redacted(v) for v in data]
+    return data
+
+
 def _result_fields(value: Any) -> dict[str, Any]:
     if isinstance(value, Transaction):
-        return {"status": str(value.status), "uid": value.uid, "result": dict(value.raw)}
+        return {"status": str(value.status), "uid": value.uid, "result": _redacted(value.raw)}
     if isinstance(value, Balance):
-        return {"status": value.status, "result": dict(value.raw)}
+        return {"status": value.status, "result": _redacted(value.raw)}
     if isinstance(value, list):
-        return {"status": "successful", "result": [dict(tx.raw) for tx in value]}
+        return {"status": "successful", "result": [_redacted(tx.raw) for tx in value]}
     return {"result": value}  # pragma: no cover - every operation returns one of the above
 
 
@@ -277,6 +293,14 @@ def _answered(path: Path) -> tuple[set[int], bool]:
     return answered, failed
 
 
+def _private_output(path: Path, *, append: bool) -> IO[str]:
+    """The output file, readable by its owner only (it holds what the gateway answered)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+    fd = os.open(path, flags, 0o600)
+    os.fchmod(fd, 0o600)  # also when an earlier run made it with wider permissions
+    return os.fdopen(fd, "w", encoding="utf-8")
+
+
 def _journal_path(args: argparse.Namespace) -> Path | None:
     if args.no_journal:
         return None
@@ -326,7 +350,7 @@ def run_batch(args: argparse.Namespace) -> int:
             else stack.enter_context(Path(args.input).open(encoding="utf-8"))
         )
         mode = "a" if resuming else "w"
-        out = stack.enter_context(Path(args.out).open(mode, encoding="utf-8"))
+        out = stack.enter_context(_private_output(Path(args.out), append=mode == "a"))
         try:
             return anyio.run(_main, options, source, out, answered)
         except InvalidRequest as exc:  # a bad gateway URL or shop id
