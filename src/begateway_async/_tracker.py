@@ -146,8 +146,10 @@ class Tracker:
                 with absolute URLs, or the result itself.
             notified: the request names a ``notification_url``.
             internal: a query of the library's own: its end is not journalled.
-            resumed: picked up again (after a restart): polled at once, and
-                teaching the cadence nothing (its start was not seen here).
+            resumed: picked up again (after a restart, or from a token): polled at
+                once, teaching the cadence nothing (its start was not seen here),
+                and known to have been polled perhaps: a ``404 unknown`` is then
+                settled by a tracking-id lookup and reported as a lost reply.
             key_known: see `job`.
         """
         if isinstance(sent, p.Immediate):
@@ -169,6 +171,9 @@ class Tracker:
             running_at=NOT_SEEN if resumed else 0.0,
             journal_key=None if internal else entry.key,
         )
+        # Picked up again, it may have been polled by a process that died
+        # before journalling the answer: that answer may be gone (one-shot).
+        tracked.lost_reply = resumed
         delay = 0.0 if sent.completed or resumed else self._delay(tracked, None)
         self.registry.add(tracked)
         self._scheduler.schedule(self._origin, self._timebase.monotonic() + delay, tracked)

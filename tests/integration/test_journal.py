@@ -11,7 +11,7 @@ import pytest
 
 import begateway_async as bga
 from begateway_async.testing import Fault, Faults
-from fakes import payment
+from fakes import card, payment
 
 #: The bank takes ten minutes: a Gateway closed right after submitting leaves them pending.
 pytestmark = [pytest.mark.anyio, pytest.mark.simulator(bank=600.0)]
@@ -257,3 +257,33 @@ async def test_other_credentials_cannot_resend_a_journalled_body(connect, simula
             await job
     assert simulator.stats.requests.total() == sent  # nothing was sent
     assert len(await journal.unfinished(gw.base_url, gw.shop_id)) == 1
+
+
+async def test_a_one_shot_body_lost_in_a_crash_is_reported_as_a_lost_reply(connect, simulator):
+    """The answer was served, the process died before journalling it: the next run says so."""
+    dying = anyio.Event()
+
+    class Dying(bga.MemoryJournal):
+        """A journal whose process dies while it writes a one-shot body."""
+
+        async def finished(self, key: str, outcome: bga.JournalOutcome) -> None:
+            if outcome.kind == "failed":
+                dying.set()
+                await anyio.sleep_forever()  # killed here: the body never lands
+            await super().finished(key, outcome)
+
+    journal = Dying(keep_finished=True)
+    expired = payment(tracking_id="order-x", credit_card=card(exp_year=2010))
+    async with connect(journal=journal, drain=False) as gw:
+        job = await gw.submit(expired)  # refused by the bank's validation: a one-shot 422
+        await dying.wait()
+    assert simulator.stats.jobs[job.request_id].served_at is not None  # served, and gone
+    (entry,) = await journal.unfinished(gw.base_url, gw.shop_id)
+    assert entry.acknowledged
+    async with connect(journal=journal) as gw:
+        (resumed,) = await gw.resume_all()
+        with pytest.raises(bga.JobLost) as info:
+            await resumed
+    assert info.value.after_lost_reply  # not "the gateway does not know the task"
+    assert info.value.transactions == ()  # looked up by tracking id: nothing was made
+    assert "error body is gone" in str(info.value)
