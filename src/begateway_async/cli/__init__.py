@@ -74,6 +74,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--no-journal", action="store_true", help="keep no journal (a killed run cannot resume)"
     )
+    run.add_argument(
+        "--retry-rejected",
+        action="store_true",
+        help="send again the lines the gateway refused (nothing was created for them)",
+    )
 
     simulate = commands.add_parser("simulate", help="serve the gateway simulator on loopback")
     simulate.add_argument("--host", default="127.0.0.1")

@@ -13,7 +13,11 @@ Exit status: 0 when every line gave a transaction that did not fail; 1 when
 any line was bad, any job ended with an error, any transaction's status is
 ``failed``, or a submit got no answer (with a journal such a line is left
 unanswered and the next run of the same command settles it); 2 for a usage
-error (missing credentials, output exists).
+error (missing credentials, output exists, another input's journal) and when
+the gateway refused our credentials: the run stops at the first refusal and
+sends nothing more, and the refused lines are sent by the next run. Lines the
+gateway refused otherwise (nothing created) are sent again by a run with
+``--retry-rejected``; a line is never paid twice either way.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -38,6 +41,7 @@ from begateway_async import (
     Job,
     JobError,
     JobFailed,
+    JobLost,
     MemoryJournal,
     RequestRejected,
     SubmitIndeterminate,
@@ -46,20 +50,31 @@ from begateway_async import (
 
 from ._console import Progress
 from ._input import request_from_mapping
+from ._runfiles import (
+    UsageError,
+    answered,
+    check_paths,
+    count_lines,
+    drop_refused,
+    fingerprint,
+    journal_path,
+    lines,
+    private_output,
+    tag,
+    untag,
+)
 
 __all__ = ["run_batch"]
 
 _FAILED_STATUSES = frozenset({"failed", "expired", "error"})
-
-
-class _UsageError(Exception):
-    pass
+#: Refusals of our credentials: the run stops, nothing more is sent.
+_CREDENTIALS_REFUSED = frozenset({401, 403})
 
 
 def _setting(value: str | None, variable: str, what: str) -> str:
     chosen = value or os.environ.get(variable)
     if not chosen:
-        raise _UsageError(f"give {what} with its flag or the {variable} environment variable")
+        raise UsageError(f"give {what} with its flag or the {variable} environment variable")
     return chosen
 
 
@@ -68,17 +83,11 @@ def _secret(args: argparse.Namespace) -> str:
         try:
             secret = Path(args.secret_key_file).read_text(encoding="utf-8").strip()
         except OSError as exc:
-            raise _UsageError(f"cannot read the secret key file: {exc.strerror}") from None
+            raise UsageError(f"cannot read the secret key file: {exc.strerror}") from None
         if not secret:
-            raise _UsageError("the secret key file is empty")
+            raise UsageError("the secret key file is empty")
         return secret
     return _setting(None, "BEGATEWAY_SECRET_KEY", "the secret key (--secret-key-file)")
-
-
-def _lines(stream: IO[str]) -> Iterator[tuple[int, str]]:
-    for number, line in enumerate(stream, start=1):
-        if line.strip():
-            yield number, line
 
 
 #: Card data that never goes into an output line, wherever the answer holds it.
@@ -111,21 +120,30 @@ def _error_fields(exc: GatewayError) -> dict[str, Any]:
         fields["body"] = exc.body
     if isinstance(exc, JobError):
         fields["request_id"] = exc.request_id
+    if isinstance(exc, JobLost):
+        fields["after_lost_reply"] = exc.after_lost_reply
     if isinstance(exc, SubmitIndeterminate):
         fields["idempotency_key"] = exc.idempotency_key
     return fields
 
 
+def _unexpected(exc: Exception) -> dict[str, Any]:
+    """The fields of a line the runner itself failed on (never a reason to stop the others)."""
+    return {"error": "InternalError", "message": f"{type(exc).__name__}: {exc}"}
+
+
 class _Batch:
     def __init__(
-        self, gw: Gateway, out: IO[str], progress: Progress, timeout: float | None
+        self, gw: Gateway, out: IO[str], progress: Progress, timeout: float | None, print_: str
     ) -> None:
         self.gw = gw
         self.out = out
         self.progress = progress
         self.timeout = timeout
+        self.print_ = print_  # the input's fingerprint
         self.failures = 0
         self.undetermined = 0
+        self.refused: RequestRejected | None = None  # our credentials, at the first refusal
         self.settle_later = not isinstance(gw.journal, MemoryJournal)  # a journal that lasts
 
     def write(self, record: dict[str, Any], *, failed: bool) -> None:
@@ -140,36 +158,53 @@ class _Batch:
             {"line": number, "ok": False, "error": "InvalidRequest", "message": reason}, failed=True
         )
 
+    def stop(self, exc: RequestRejected) -> None:
+        """Our credentials were refused: send nothing more (the lines refused stay unanswered)."""
+        if self.refused is None:
+            self.refused = exc
+            print(  # noqa: T201
+                f"begateway-async run: the gateway refused the credentials (HTTP "
+                f"{exc.status_code}); nothing more is sent. Check --shop-id and the secret key, "
+                "then run the same command again: the refused lines are sent then.",
+                file=sys.stderr,
+            )
+
     async def one(self, number: int, data: dict[str, Any], semaphore: anyio.Semaphore) -> None:
+        record: dict[str, Any] = {
+            "line": number,
+            "operation": data.get("operation"),
+            "tracking_id": data.get("tracking_id"),
+        }
         try:
-            record: dict[str, Any] = {
-                "line": number,
-                "operation": data.get("operation"),
-                "tracking_id": data.get("tracking_id"),
-            }
-            try:
-                request = request_from_mapping(data)
-                job = await self.gw.submit(request, tag=str(number))
-            except InvalidRequest as exc:
-                print(f"line {number}: {exc}", file=sys.stderr)  # noqa: T201
+            if self.refused is not None:
+                return
+            request = request_from_mapping(data)
+            job = await self.gw.submit(request, tag=tag(self.print_, number))
+        except InvalidRequest as exc:
+            print(f"line {number}: {exc}", file=sys.stderr)  # noqa: T201
+            self.write({**record, "ok": False, **_error_fields(exc)}, failed=True)
+        except SubmitIndeterminate as exc:
+            if not self.settle_later:
                 self.write({**record, "ok": False, **_error_fields(exc)}, failed=True)
                 return
-            except SubmitIndeterminate as exc:
-                if not self.settle_later:
-                    self.write({**record, "ok": False, **_error_fields(exc)}, failed=True)
-                    return
-                # Not answered yet: the journal keeps the intent, and the next
-                # run re-sends it with its RequestID and writes the real outcome.
-                self.undetermined += 1
-                print(  # noqa: T201
-                    f"line {number}: no answer after {exc.attempts} sends "
-                    f"(RequestID {exc.idempotency_key}); run the same command again to settle it",
-                    file=sys.stderr,
-                )
-                return
-            except GatewayError as exc:
+            # Not answered yet: the journal keeps the intent, and the next
+            # run re-sends it with its RequestID and writes the real outcome.
+            self.undetermined += 1
+            print(  # noqa: T201
+                f"line {number}: no answer after {exc.attempts} sends "
+                f"(RequestID {exc.idempotency_key}); run the same command again to settle it",
+                file=sys.stderr,
+            )
+        except RequestRejected as exc:
+            if exc.status_code in _CREDENTIALS_REFUSED:
+                self.stop(exc)
+            else:
                 self.write({**record, "ok": False, **_error_fields(exc)}, failed=True)
-                return
+        except GatewayError as exc:
+            self.write({**record, "ok": False, **_error_fields(exc)}, failed=True)
+        except Exception as exc:  # noqa: BLE001 - one line's surprise never ends the run
+            self.write({**record, "ok": False, **_unexpected(exc)}, failed=True)
+        else:
             await self.finish(record, job)
         finally:
             semaphore.release()
@@ -179,30 +214,58 @@ class _Batch:
         record["request_id"] = job.request_id
         try:
             value = await job.result(self.timeout)
+            fields = _result_fields(value)
+        except RequestRejected as exc:
+            if exc.status_code in _CREDENTIALS_REFUSED:
+                self.stop(exc)  # refused while polling: unanswered, resumed by the next run
+                return
+            self.write({**record, "ok": False, **_error_fields(exc)}, failed=True)
+            return
         except GatewayError as exc:
             self.write({**record, "ok": False, **_error_fields(exc)}, failed=True)
             return
-        fields = _result_fields(value)
+        except Exception as exc:  # noqa: BLE001 - one line's surprise never ends the run
+            self.write({**record, "ok": False, **_unexpected(exc)}, failed=True)
+            return
         failed = fields.get("status") in _FAILED_STATUSES
         self.write({**record, "ok": not failed, **fields}, failed=failed)
 
-    async def recover(self, answered: set[int]) -> set[int]:
+    async def recover(self, answered: set[int], *, retry_refused: bool) -> set[int]:
         """Answer what the journal holds for lines not answered yet; return the lines it holds.
 
         Unfinished submits are resumed (`Gateway.resume_all`: polled, or re-sent
         with their own RequestID); finished ones are written from the journal.
-        A line the journal holds is never submitted again.
+        A line the journal holds is never submitted again, except a line whose
+        submit was refused for our credentials (always), or refused at all
+        (with ``retry_refused``): nothing was created, it is sent afresh.
+
+        Raises:
+            UsageError: the journal belongs to another input.
         """
         gw = self.gw
-        entries = await gw.journal.entries(gw.base_url, gw.shop_id)
-        held = {int(e.tag) for e in entries if e.tag and e.tag.isdigit()}
+        entries = []
+        for entry in await gw.journal.entries(gw.base_url, gw.shop_id):
+            tagged = untag(entry.tag)
+            if tagged is None:
+                continue
+            if tagged[0] not in (None, self.print_):
+                raise UsageError(
+                    "the journal of this output belongs to another input file; give this "
+                    "input its own --out (or pass --force to start afresh)"
+                )
+            outcome = entry.outcome
+            if outcome is not None and outcome.kind == "rejected":
+                credentials = outcome.status_code in _CREDENTIALS_REFUSED
+                if retry_refused or credentials:
+                    continue  # nothing was created: the line is sent afresh
+            entries.append((tagged[1], entry))
         resumed = {job.tag: job for job in await gw.resume_all()}
         async with anyio.create_task_group() as tg:
-            for entry in entries:
-                if not entry.tag or not entry.tag.isdigit() or int(entry.tag) in answered:
+            for number, entry in entries:
+                if number in answered:
                     continue
                 record: dict[str, Any] = {
-                    "line": int(entry.tag),
+                    "line": number,
                     "operation": entry.operation,
                     "tracking_id": entry.tracking_id,
                 }
@@ -213,31 +276,29 @@ class _Batch:
                     record["error"] = entry.outcome.error or "TransportError"
                     record["message"] = entry.outcome.message
                     self.write({**record, "ok": False}, failed=True)
-        return held
+        return {number for number, _ in entries}
 
-    async def run(self, stream: IO[str], concurrency: int, skip: set[int]) -> None:
+    async def run(self, stream: IO[bytes], concurrency: int, skip: set[int]) -> None:
         semaphore = anyio.Semaphore(concurrency)
         async with anyio.create_task_group() as tg:
-            for number, line in _lines(stream):
+            for number, line in lines(stream):
+                if self.refused is not None:
+                    return
                 if number in skip:
+                    continue
+                if line is None:
+                    self.bad_line(number, "not UTF-8")
                     continue
                 try:
                     data = json.loads(line)
-                except ValueError as exc:
-                    self.bad_line(number, f"not JSON: {exc}")
+                except (ValueError, RecursionError) as exc:
+                    self.bad_line(number, f"not JSON: {type(exc).__name__}: {exc}"[:200])
                     continue
                 if not isinstance(data, dict):
                     self.bad_line(number, f"must be a JSON object, not {type(data).__name__}")
                     continue
                 await semaphore.acquire()
                 tg.start_soon(self.one, number, data, semaphore)
-
-
-def _count_lines(path: str) -> int | None:
-    if path == "-":
-        return None
-    with Path(path).open(encoding="utf-8") as stream:
-        return sum(1 for line in stream if line.strip())
 
 
 @attrs.frozen
@@ -250,75 +311,25 @@ class _Options:
     concurrency: int
     journal: str | None
     earlier_failures: bool
+    print_: str
+    retry_refused: bool
 
 
-async def _main(options: _Options, source: IO[str], out: IO[str], answered: set[int]) -> int:
+async def _main(options: _Options, source: IO[bytes], out: IO[str], done: set[int]) -> int:
     progress = Progress(options.total, "jobs")
-    progress.done += len(answered)  # answered by an earlier run
+    progress.done += len(done)  # answered by an earlier run
     try:
         async with Gateway(
             options.gateway, options.shop_id, options.secret, journal=options.journal
         ) as gw:
-            batch = _Batch(gw, out, progress, options.timeout)
-            held = await batch.recover(answered)
-            await batch.run(source, options.concurrency, answered | held)
+            batch = _Batch(gw, out, progress, options.timeout, options.print_)
+            held = await batch.recover(done, retry_refused=options.retry_refused)
+            await batch.run(source, options.concurrency, done | held)
     finally:
         progress.close()
+    if batch.refused is not None:
+        return 2
     return 1 if batch.failures or batch.undetermined or options.earlier_failures else 0
-
-
-def _answered(path: Path) -> tuple[set[int], bool]:
-    """The input lines an earlier run answered in ``path``, and whether any failed.
-
-    A last line cut short (the process was killed while writing it) is cut
-    off the file: its job is answered again from the journal.
-    """
-    answered: set[int] = set()
-    failed = False
-    if not path.exists():
-        return answered, failed
-    with path.open("r+b") as stream:
-        content = stream.read()
-        complete = content.rfind(b"\n") + 1
-        if complete < len(content):
-            stream.truncate(complete)
-    for line in content[:complete].splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and isinstance(record.get("line"), int):
-            answered.add(record["line"])
-            failed |= record.get("ok") is False
-    return answered, failed
-
-
-def _private_output(path: Path, *, append: bool) -> IO[str]:
-    """The output file, readable by its owner only (it holds what the gateway answered)."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
-    fd = os.open(path, flags, 0o600)
-    os.fchmod(fd, 0o600)  # also when an earlier run made it with wider permissions
-    return os.fdopen(fd, "w", encoding="utf-8")
-
-
-def _journal_path(args: argparse.Namespace) -> Path | None:
-    if args.no_journal:
-        return None
-    return Path(args.journal) if args.journal else Path(args.out + ".journal")
-
-
-def _check_paths(args: argparse.Namespace, journal: Path | None) -> bool:
-    """Check the files; return whether this run resumes an earlier one."""
-    out = Path(args.out)
-    resuming = journal is not None and journal.exists() and not args.force
-    if out.exists() and out.stat().st_size > 0 and not args.force and not resuming:
-        raise _UsageError(f"{args.out} exists and is not empty; pass --force to overwrite it")
-    if args.force and journal is not None:
-        for stale in (journal, Path(f"{journal}-wal"), Path(f"{journal}-shm")):
-            stale.unlink(missing_ok=True)
-    if args.input != "-" and not Path(args.input).is_file():
-        raise _UsageError(f"no such input file: {args.input}")
-    return resuming
 
 
 def run_batch(args: argparse.Namespace) -> int:
@@ -327,32 +338,36 @@ def run_batch(args: argparse.Namespace) -> int:
         gateway = _setting(args.gateway, "BEGATEWAY_URL", "the gateway URL (--gateway)")
         shop_id = _setting(args.shop_id, "BEGATEWAY_SHOP_ID", "the shop id (--shop-id)")
         secret = _secret(args)
-        journal = _journal_path(args)
-        resuming = _check_paths(args, journal)
-    except _UsageError as exc:
+        journal = journal_path(args)
+        resuming = check_paths(args, journal)
+    except UsageError as exc:
         print(f"begateway-async run: {exc}", file=sys.stderr)  # noqa: T201
         return 2
-    answered, earlier_failures = _answered(Path(args.out)) if resuming else (set(), False)
+    out_path = Path(args.out)
+    if resuming and args.retry_rejected:
+        drop_refused(out_path)
+    done, earlier_failures = answered(out_path) if resuming else (set(), False)
     options = _Options(
         gateway=gateway,
         shop_id=shop_id,
         secret=secret,
-        total=_count_lines(args.input),
+        total=count_lines(args.input),
         timeout=args.timeout,
         concurrency=max(1, args.concurrency),
         journal=str(journal) if journal is not None else None,
         earlier_failures=earlier_failures,
+        print_=fingerprint(args.input),
+        retry_refused=bool(args.retry_rejected),
     )
     with contextlib.ExitStack() as stack:
         source = (
-            sys.stdin
+            sys.stdin.buffer
             if args.input == "-"
-            else stack.enter_context(Path(args.input).open(encoding="utf-8"))
+            else stack.enter_context(Path(args.input).open("rb"))
         )
-        mode = "a" if resuming else "w"
-        out = stack.enter_context(_private_output(Path(args.out), append=mode == "a"))
+        out = stack.enter_context(private_output(out_path, append=resuming))
         try:
-            return anyio.run(_main, options, source, out, answered)
-        except InvalidRequest as exc:  # a bad gateway URL or shop id
+            return anyio.run(_main, options, source, out, done)
+        except (InvalidRequest, UsageError) as exc:  # a bad gateway URL, another input's journal
             print(f"begateway-async run: {exc}", file=sys.stderr)  # noqa: T201
             return 2
