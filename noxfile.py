@@ -34,7 +34,10 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def soak(session: nox.Session) -> None:
-    """The fault suites, long: thousands of jobs (also with notifications), twenty SIGKILLs."""
+    """The fault suites, long: thousands of jobs (also with notifications), twenty SIGKILLs.
+
+    Also the property tests with 20 000 inputs each (their counts in the statistics).
+    """
     session.install("-e", ".[tests]")
     session.env["BEGATEWAY_SOAK"] = "1"
     session.env.setdefault("BEGATEWAY_FAULT_REPORT", "fault-report.json")
@@ -47,6 +50,9 @@ def soak(session: nox.Session) -> None:
         "tests/integration/test_fault_suite.py",
         "tests/integration/test_loopback.py::test_batch_runner_killed_again_and_again_pays_each_line_once",
         "tests/integration/test_webhook_races.py::test_every_fault_at_once_with_notifications_still_ends_each_job_once",
+        "tests/test_properties.py",
+        "--hypothesis-show-statistics",
+        "-s",  # the figures each prints
         *session.posargs,
     )
 

@@ -203,3 +203,28 @@ def test_an_unknown_encoding_is_a_decoding_error():
         inflate(b"\x00", "br", MIB, request)
     with pytest.raises(httpx.DecodingError, match="cannot be read"):
         inflate(b"not gzip at all", "gzip", MIB, request)
+
+
+@ENGINES
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        (answer(b"[" * 100_000 + b"]" * 100_000), "nested too deeply"),
+        (
+            b"HTTP/1.1 302 Found\r\nLocation: https://evil.test/\r\nContent-Length: 0\r\n\r\n",
+            "redirect",
+        ),
+    ],
+    ids=["deep", "redirect"],
+)
+async def test_an_unreadable_answer_on_the_wire_ends_the_job(http, reply, reason):
+    """JSON too deep, or a redirect (never followed), ends the job malformed on either engine."""
+    server = Server()
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: server.serve(reply, trickle=False))
+            async with gateway(server, http) as gw:
+                with pytest.raises(bga.MalformedResponse, match=reason):
+                    await gw.resume(token(server.url))
+            tg.cancel_scope.cancel()
+    assert server.requests == 1  # read once: neither retried nor followed

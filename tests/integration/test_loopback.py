@@ -217,8 +217,13 @@ def _set_on_exit(process: subprocess.Popen[bytes], event: threading.Event) -> No
 
 
 def test_batch_runner_killed_again_and_again_pays_each_line_once(tmp_path: Path):
-    """SIGKILL at any moment, run the same command again: every line once, no payment twice."""
-    count, kills = (1000, 20) if os.environ.get("BEGATEWAY_SOAK") == "1" else (80, 5)
+    """SIGKILL at any moment, run the same command again: every line once, no payment twice.
+
+    Every 20th line has an expired card: the gateway answers it once (a one-shot 422). A kill
+    between that answer and its journal write loses it; the line must then say so.
+    """
+    count, kills = (2000, 20) if os.environ.get("BEGATEWAY_SOAK") == "1" else (80, 5)
+    expired = {i for i in range(count) if i % 20 == 7}
     lines = [
         {
             "operation": "payment",
@@ -229,7 +234,7 @@ def test_batch_runner_killed_again_and_again_pays_each_line_once(tmp_path: Path)
             "credit_card": {
                 "number": "4200000000000000",
                 "exp_month": 1,
-                "exp_year": 2030,
+                "exp_year": 2010 if i in expired else 2030,
                 "verification_value": "739",
             },
         }
@@ -262,12 +267,18 @@ def test_batch_runner_killed_again_and_again_pays_each_line_once(tmp_path: Path)
             found += _card_data_in(tmp_path)  # what a killed run left on disk
         done = subprocess.run(command, env=env, timeout=120, check=False)  # noqa: S603
         stats = simulator.stats
-    assert done.returncode == 0
+    assert done.returncode == 1  # the expired cards failed
     answered = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(r["line"] for r in answered) == list(range(1, count + 1))  # each exactly once
-    assert all(r["ok"] and r["status"] == "successful" for r in answered)
+    good = [r for r in answered if r["line"] - 1 not in expired]
+    assert all(r["ok"] and r["status"] == "successful" for r in good)
+    one_shot = [r for r in answered if r["line"] - 1 in expired]
+    served = [r for r in one_shot if r["error"] == "JobFailed" and r["status_code"] == 422]
+    lost = [r for r in one_shot if r["error"] == "JobLost"]
+    assert len(served) + len(lost) == len(expired)  # nothing else became of them
+    assert all(r["after_lost_reply"] for r in lost)  # every lost reply is reported as such
     assert killed >= 3  # most runs were cut short
-    assert stats.transactions == count  # no payment made twice
+    assert stats.transactions == count - len(expired)  # no payment made twice
     assert found == []  # no card number, CVV or expiry in clear in any file, ever
     for file in tmp_path.iterdir():
         if file.name.startswith("results.jsonl"):  # the output and its journal
@@ -282,9 +293,14 @@ def test_batch_runner_killed_again_and_again_pays_each_line_once(tmp_path: Path)
             "resent_same_request_id": stats.replays,
             "transactions": stats.transactions,
             "lines_answered": len(answered),
-            "duplicate_submits": stats.transactions - count,
+            "duplicate_payments": stats.transactions - (count - len(expired)),
+            "one_shot_errors": len(expired),
+            "one_shot_served": len(served),
+            "one_shot_lost_in_a_crash_reported_as_lost_reply": len(lost),
+            "card_data_in_clear_on_disk": len(found),
         }
         Path(report).write_text(json.dumps(figures, indent=1))
+        print("sigkill batch:", json.dumps(figures["sigkill_batch"]))  # noqa: T201
 
 
 def test_batch_runner_needs_credentials(tmp_path: Path):
