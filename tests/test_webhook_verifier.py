@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import sys
 from typing import Any
 
 import pytest
@@ -150,14 +149,6 @@ def test_an_unreadable_key_is_refused_naming_the_field(key: Any, reason: str):
     with pytest.raises(bga.InvalidRequest, match=reason) as caught:
         WebhookVerifier(SHOP_ID, SECRET, public_key=key)
     assert caught.value.field == "webhook_key"
-
-
-def test_a_missing_cryptography_package_is_named(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setitem(sys.modules, "cryptography.hazmat.primitives", None)
-    with pytest.raises(bga.InvalidRequest, match=r"begateway-async\[webhooks\]"):
-        bga.Gateway("https://gw.test", SHOP_ID, SECRET, webhook_key=PEM)
-    # Without a key nothing needs it.
-    assert WebhookVerifier(SHOP_ID, SECRET).verify(BODY, {"authorization": basic()}).uid
 
 
 @pytest.mark.parametrize(

@@ -6,9 +6,12 @@ import base64
 import binascii
 import hmac
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from typing import Any
 
 import attrs
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from ._errors import (
     InvalidRequest,
@@ -25,8 +28,6 @@ __all__ = ["Headers", "Notification", "WebhookVerifier", "header"]
 
 Headers = Mapping[str, str] | Iterable[tuple[bytes | str, bytes | str]]
 
-_INSTALL: Final = "pip install 'begateway-async[webhooks]'"
-
 
 def header(headers: Headers, name: str) -> str | None:
     """The value of header ``name`` (any case) in a mapping or in ASGI's list of pairs."""
@@ -41,13 +42,6 @@ def header(headers: Headers, name: str) -> str | None:
 
 def _load_public_key(key: str | bytes) -> Any:
     """An RSA public key from PEM, DER, or the bare base64 body the back office shows."""
-    try:
-        from cryptography.hazmat.primitives import serialization  # noqa: PLC0415 - optional
-        from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: PLC0415
-    except ImportError:
-        raise InvalidRequest(
-            "webhook_key", f"verifying Content-Signature needs the cryptography package: {_INSTALL}"
-        ) from None
     if isinstance(key, str):
         text = key.strip()
         if not text.startswith("-----BEGIN"):
@@ -142,10 +136,6 @@ class WebhookVerifier:
         """
         if self._public_key is None:
             return
-        from cryptography.exceptions import InvalidSignature  # noqa: PLC0415 - loaded with the key
-        from cryptography.hazmat.primitives import hashes  # noqa: PLC0415
-        from cryptography.hazmat.primitives.asymmetric import padding  # noqa: PLC0415
-
         value = header(headers, "content-signature")
         if not value:
             raise WebhookSignatureInvalid("no Content-Signature header")

@@ -10,7 +10,6 @@ The gateway POSTs the final state of a transaction to the request's
    (``Gateway(..., webhook_key=...)``), the header must hold a base64
    RSA-SHA256 (PKCS#1 v1.5) signature of the exact raw body. Required then,
    not merely checked when present: a forged request simply leaves it out.
-   Needs the ``cryptography`` package (``pip install 'begateway-async[webhooks]'``).
 3. The body must be a transaction (a uid and a status), either shape. A
    subscription's notification (``id``, ``state``, ``plan``, with a summary of
    its last transaction inside) is refused as `WebhookMalformed`: it is not a
