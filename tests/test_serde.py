@@ -240,3 +240,11 @@ def test_our_section_names_are_not_taken_from_the_answer():
     assert tx.be_protected is None
     assert tx.avs_cvc is None
     assert tx.raw["transaction"]["bank"] == "not a section"
+
+
+def test_a_bad_item_of_a_list_keeps_the_whole_answer():
+    """A tracking-id answer with one unreadable item: MalformedResponse with the whole body."""
+    body = {"transactions": [transaction()["transaction"], None]}
+    with pytest.raises(bga.MalformedResponse, match=r"transactions\[1\]") as info:
+        parse_result("transactions", body)
+    assert info.value.body is body

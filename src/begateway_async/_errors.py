@@ -235,10 +235,16 @@ class MalformedResponse(GatewayError):  # noqa: N818
     """A 200 answer that cannot be read as the operation's result.
 
     Nothing is lost: `body` holds the whole decoded answer.
+
+    Attributes:
+        reason: what is wrong with it.
+        body: the whole decoded answer.
+        request_id: the job's task id, when there is one.
     """
 
     def __init__(self, reason: str, *, body: Any, request_id: str | None = None) -> None:
         super().__init__(f"cannot read the gateway's answer (request_id={request_id!r}): {reason}")
+        self.reason = reason
         self.body = body
         self.request_id = request_id
 

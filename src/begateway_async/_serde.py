@@ -261,7 +261,15 @@ def _parse_transactions(body: Any, request_id: str | None) -> list[Transaction]:
     items = body.get("transactions") if isinstance(body, Mapping) else None
     if not isinstance(items, list):
         raise MalformedResponse("no transactions list", body=body, request_id=request_id)
-    return [parse_transaction(item, request_id=request_id) for item in items]
+    found: list[Transaction] = []
+    for index, item in enumerate(items):
+        try:
+            found.append(parse_transaction(item, request_id=request_id))
+        except MalformedResponse as exc:  # the error carries the whole answer, not the item
+            raise MalformedResponse(
+                f"transactions[{index}]: {exc.reason}", body=body, request_id=request_id
+            ) from exc
+    return found
 
 
 def _parse_balance(body: Any, request_id: str | None) -> Balance:
