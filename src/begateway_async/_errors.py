@@ -14,7 +14,7 @@ GatewayError
 ├── RequestRejected              the gateway refused the submit (or, later, our credentials)
 ├── SubmitIndeterminate          the submit's fate is unknown after bounded re-sends
 ├── TransportError               the gateway could not be reached; nothing was sent
-├── MalformedResponse            a 200 answer that cannot be read as the operation's result
+├── MalformedResponse            an answer that can never be the result: unreadable, a redirect, too big
 ├── WebhookRejected              a notification failed verification; it resolved nothing
 │   ├── WebhookUnauthorized      missing or wrong HTTP Basic credentials
 │   ├── WebhookSignatureInvalid  missing or wrong ``Content-Signature`` (a public key is set)
@@ -232,9 +232,12 @@ class TransportError(GatewayError):
 
 
 class MalformedResponse(GatewayError):  # noqa: N818
-    """A 200 answer that cannot be read as the operation's result.
+    """An answer that can never be the operation's result.
 
-    Nothing is lost: `body` holds the whole decoded answer.
+    A 200 that is not the result, a redirect (never followed), JSON nested
+    too deeply, an answer over `Limits.max_answer_bytes` (as sent or
+    inflated). Nothing is lost: `body` holds the whole decoded answer, when
+    there is one.
 
     Attributes:
         reason: what is wrong with it.
