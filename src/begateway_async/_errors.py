@@ -14,7 +14,7 @@ GatewayError
 ├── RequestRejected              the gateway refused the submit (or, later, our credentials)
 ├── SubmitIndeterminate          the submit's fate is unknown after bounded re-sends
 ├── TransportError               the gateway could not be reached; nothing was sent
-├── MalformedResponse            an answer that can never be the result: unreadable, a redirect, too big
+├── MalformedResponse            an answer that is never the result: garbled, redirect, too big
 ├── WebhookRejected              a notification failed verification; it resolved nothing
 │   ├── WebhookUnauthorized      missing or wrong HTTP Basic credentials
 │   ├── WebhookSignatureInvalid  missing or wrong ``Content-Signature`` (a public key is set)
