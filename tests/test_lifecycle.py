@@ -352,3 +352,32 @@ async def test_as_completed_shared_by_two_tasks_and_closed_from_a_third(
                 await stream.aclose()
         assert stopped.is_set()
         assert len(got) == 2
+
+
+async def test_resume_all_goes_on_past_an_entry_it_cannot_handle(open_gateway, router, clock):
+    """An entry that makes the library fail ends its job (JobAbandoned); the next is picked up."""
+    router.post("/async/transactions/payments").respond(200, json=ack())
+    router.get(RESULT).respond(200, json=transaction())
+    journal = bga.MemoryJournal(keep_finished=True)
+    for key, headers in (("broken", (("X-Odd", 5),)), ("fine", ())):
+        await journal.intent(
+            bga.JournalEntry(
+                key=key,
+                gateway=BASE,
+                shop_id=str(SHOP_ID),
+                operation="payment",
+                method="POST",
+                path="/async/transactions/payments",
+                body=b"{}",
+                headers=headers,  # type: ignore[arg-type]  # a journal that holds the wrong type
+                tracking_id="order-42",
+                tag=key,
+                created_at=clock(),
+            )
+        )
+    async with open_gateway(journal=journal) as gw:
+        broken, fine = await gw.resume_all()
+        with pytest.raises(bga.JobAbandoned, match="AttributeError"):
+            await broken
+        assert (await fine).uid == "u1"
+    assert [e.key for e in await journal.unfinished(BASE, str(SHOP_ID))] == ["broken"]
