@@ -394,10 +394,13 @@ async def test_credentials_refused_while_polling(open_gateway, router):
     """A 401 on a poll fails the job with RequestRejected (the task may still exist)."""
     accept(router)
     router.get(RESULT).respond(401, json={"message": "Access denied"})
-    async with open_gateway() as gw:
+    journal = bga.MemoryJournal(keep_finished=True)
+    async with open_gateway(journal=journal) as gw:
         with pytest.raises(bga.RequestRejected) as info:
             await gw.payment(payment())
     assert info.value.status_code == 401
+    (entry,) = await journal.unfinished(gw.base_url, gw.shop_id)  # resumed with the right ones
+    assert entry.acknowledged
 
 
 # --- origins and secrets ------------------------------------------------------------------

@@ -248,3 +248,21 @@ def test_a_bad_item_of_a_list_keeps_the_whole_answer():
     with pytest.raises(bga.MalformedResponse, match=r"transactions\[1\]") as info:
         parse_result("transactions", body)
     assert info.value.body is body
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        {"additional_data": []},
+        {"be_protected_verification": {"status": 5, "limit": [], "rules": "x"}},
+        {"avs_cvc_verification": {"avs_verification": {"result_code": {"a": 1}}}},
+        {"id": {"x": 1}, "payment_method_type": 7},
+        {"customer": [], "billing_address": "nowhere"},
+    ],
+    ids=["additional-data", "be-protected", "avs-cvc", "strings", "sections"],
+)
+def test_an_odd_section_never_fails_a_successful_payment(odd):
+    """A section of the wrong type reads None (raw keeps it); the payment is still successful."""
+    tx = parse_transaction(transaction(**odd))
+    assert tx.successful
+    assert tx.raw["transaction"].keys() >= odd.keys()

@@ -190,15 +190,18 @@ class HttpCore:
             content=content,
             extensions=self._extensions,
         )
-        with anyio.move_on_after(self._total) as deadline:
+        read: tuple[bytes, bool] | None = None
+        with anyio.move_on_after(self._total):
             response = await transport.handle_async_request(request)
             try:
-                body, raw = await self._read(response, request)
+                read = await self._read(response, request)
             finally:
-                await response.aclose()
-        if deadline.cancelled_caught:
+                with anyio.CancelScope(shield=True):  # a whole answer is kept, whatever comes
+                    await response.aclose()
+        if read is None:
             # Whatever was under way, the request may have reached the gateway.
             raise httpx.ReadTimeout(f"no whole answer within {self._total:g} s", request=request)
+        body, raw = read
         encoding = response.headers.get("content-encoding")
         if encoding and raw:
             body = inflate(body, encoding, self._limit, request)

@@ -75,10 +75,10 @@ def _structure_str(value: Any, _: type) -> str:
     raise TypeError(f"not a string: {type(value).__name__}")
 
 
-def _structure_mapping(value: Any, _: type) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise TypeError(f"expected an object, not {type(value).__name__}")
-    return value
+def _structure_mapping(value: Any, _: type) -> Mapping[str, Any] | None:
+    # A section that is not an object (``[]`` where ``{}`` was meant) reads
+    # None: it must not fail a payment's result, and ``raw`` keeps it.
+    return value if isinstance(value, Mapping) else None
 
 
 converter.register_structure_hook(dt.datetime, _structure_datetime)
@@ -168,6 +168,8 @@ _TYPE_SECTIONS: Final = (
 )
 #: Our names for the gateway's sections: never taken from the answer as they are.
 _SECTIONS: Final = ("card", "bank", "three_d_secure", "be_protected", "avs_cvc", "raw")
+#: String fields read only when they are strings (dates read None when unreadable anyway).
+_LENIENT: Final = ("id", "payment_method_type")
 
 
 def _bank_section(tx: Mapping[str, Any], type_name: object) -> Mapping[str, Any] | None:
@@ -196,9 +198,12 @@ def _transaction_fields(body: Mapping[str, Any]) -> dict[str, Any]:
             bank = _bank_section(tx, type_name)
         card = _section(tx, "payment_method") or _section(tx, "credit_card")
     fields = {k: v for k, v in tx.items() if k in _FIELDS and v is not None}
+    for name in _LENIENT:  # fields added later: an odd value there never fails a result
+        if name in fields and not isinstance(fields[name], str):
+            del fields[name]
     if "payment_method_type" not in fields and card is not None:
         kind = card.get("payment_method_type")  # v3 keeps it in payment_method
-        if kind is not None:
+        if isinstance(kind, str):
             fields["payment_method_type"] = kind
     links = _section(tx, "links")
     if "receipt_url" not in fields and links and links.get("receipt_url"):
@@ -219,16 +224,25 @@ def _verifications(tx: Mapping[str, Any]) -> dict[str, Any]:
     if three_ds is not None:
         found["three_d_secure"] = three_ds
     risk = _section(tx, "be_protected_verification")
-    if risk is not None:
-        found["be_protected"] = risk
+    if risk is not None:  # what is not of its type reads None (``raw`` keeps it)
+        found["be_protected"] = {
+            name: value
+            for name, value in risk.items()
+            if (name in ("status", "message") and isinstance(value, str))
+            or (name in ("white_black_list", "rules", "limit") and isinstance(value, Mapping))
+        }
     checks = _section(tx, "avs_cvc_verification")
     if checks is not None:
         avs, cvc = _section(checks, "avs_verification"), _section(checks, "cvc_verification")
         found["avs_cvc"] = {
-            "avs_result_code": avs.get("result_code") if avs else None,
-            "cvc_result_code": cvc.get("result_code") if cvc else None,
+            "avs_result_code": _text(avs.get("result_code")) if avs else None,
+            "cvc_result_code": _text(cvc.get("result_code")) if cvc else None,
         }
     return found
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 _FIELDS: Final = frozenset(f.name for f in attrs.fields(Transaction)) - frozenset(_SECTIONS)

@@ -13,7 +13,7 @@ outcome                                                step
 `Unknown` (expired)                                    `End` (`JobExpired`)
 `Unknown` (lost) after a lost reply, with tracking id  `LookUp` (then `JobLost`)
 `Unknown` (lost) otherwise                             `End` (`JobLost`)
-`Refused`                                              `End` (`RequestRejected`)
+`Refused`                                              `End` (`RequestRejected`; the entry stays)
 `Malformed` (a redirect, JSON too deep)                `End` (`MalformedResponse`)
 `Completed` on the gateway's origin                    `Next` (its URL, at once)
 `Completed` off the gateway's origin                   `End` (`UnsafeURL`)
@@ -207,7 +207,9 @@ def decide_step(  # noqa: C901, PLR0911, PLR0912 - one return per row of the tab
         refused = RequestRejected(
             status_code=outcome.status_code, body=outcome.body, tracking_id=tracking_id
         )
-        return End(error=refused, journal=True)
+        # Not journalled as the entry's end: the task may exist and goes on; a
+        # Gateway with the right credentials resumes it (`resume_all`).
+        return End(error=refused)
     if isinstance(outcome, Malformed):
         unreadable = MalformedResponse(outcome.reason, body=outcome.body, request_id=request_id)
         return End(error=unreadable, journal=True)

@@ -161,3 +161,83 @@ def test_another_input_with_the_same_output_is_refused(gateway, tmp_path, capsys
     assert "belongs to another input" in capsys.readouterr().err
     assert out.read_text() == before
     assert gateway.stats.transactions == 2
+
+
+class RefusingPolls:
+    """The simulator, but every poll is refused (401) while ``refusing`` is set."""
+
+    def __init__(self, simulator: Simulator) -> None:
+        self.simulator = simulator
+        self.refusing = True
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Refuse polls while refusing; serve everything else as the simulator."""
+        polling = scope["type"] == "http" and scope["path"].startswith("/async/result/")
+        if not (self.refusing and polling):
+            await self.simulator(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": 401, "headers": []})
+        await send({"type": "http.response.body", "body": b'{"message": "Unauthorized"}'})
+
+
+def test_credentials_refused_while_polling_are_resumed_by_the_next_run(tmp_path, monkeypatch):
+    """A poll refused for the credentials stops the run; the next polls that job, paid once."""
+    simulator = Simulator(processing=Fixed(0.02))
+    app = RefusingPolls(simulator)
+    source = write_input(tmp_path / "in.jsonl", [line(1)])
+    out = tmp_path / "out.jsonl"
+    with serve(app) as url:
+        monkeypatch.setenv("BEGATEWAY_URL", url)
+        monkeypatch.setenv("BEGATEWAY_SHOP_ID", "361")
+        monkeypatch.setenv("BEGATEWAY_SECRET_KEY", SECRET)
+        assert main(["run", str(source), "--out", str(out)]) == 2
+        assert out.read_text() == ""  # not answered: the task may exist
+        app.refusing = False
+        assert main(["run", str(source), "--out", str(out)]) == 0
+    (record,) = results(out).values()
+    assert record["ok"]
+    assert simulator.stats.requests["submit"] == 1  # polled again, never sent again
+    assert simulator.stats.transactions == 1
+
+
+def test_a_line_sent_afresh_is_answered_once_when_its_answer_missed_the_output(
+    tmp_path, monkeypatch
+):
+    """Refused, then sent afresh, then killed before its line was written: one line, the new one."""
+    simulator = Simulator(processing=Fixed(0.02))
+    source = write_input(tmp_path / "in.jsonl", [line(1), line(2)])
+    out = tmp_path / "out.jsonl"
+    with serve(RefusingFirst(simulator, "batch-2")) as url:
+        monkeypatch.setenv("BEGATEWAY_URL", url)
+        monkeypatch.setenv("BEGATEWAY_SHOP_ID", "361")
+        monkeypatch.setenv("BEGATEWAY_SECRET_KEY", SECRET)
+        assert main(["run", str(source), "--out", str(out)]) == 1
+        assert main(["run", str(source), "--out", str(out), "--retry-rejected"]) == 0
+        kept = [r for r in out.read_text().splitlines() if json.loads(r)["line"] != 2]
+        out.write_text("".join(r + "\n" for r in kept))  # as if killed before writing line 2
+        assert main(["run", str(source), "--out", str(out)]) == 0
+    found = results(out)  # asserts each line once
+    assert sorted(found) == [1, 2]
+    assert found[2]["ok"]
+    assert simulator.stats.transactions == 2
+
+
+def test_a_body_sealed_with_other_credentials_is_left_for_the_right_ones(
+    gateway, tmp_path, monkeypatch, capsys
+):
+    """With the wrong secret an unanswered line cannot be opened: left, never answered wrong."""
+    from begateway_async.testing import Fault, Faults  # noqa: PLC0415
+
+    gateway.faults = Faults(truncate=Fault(script=[True] * 3, on={"submit"}))
+    source = write_input(tmp_path / "in.jsonl", [line(1)])
+    out = tmp_path / "out.jsonl"
+    assert main(["run", str(source), "--out", str(out)]) == 1  # no answer after 3 sends
+    monkeypatch.setenv("BEGATEWAY_SECRET_KEY", "wrong")
+    assert main(["run", str(source), "--out", str(out)]) == 1
+    assert "line 1: not settled (JournalError)" in capsys.readouterr().err
+    assert out.read_text() == ""
+    monkeypatch.setenv("BEGATEWAY_SECRET_KEY", SECRET)
+    assert main(["run", str(source), "--out", str(out)]) == 0
+    (record,) = results(out).values()
+    assert record["ok"]
+    assert gateway.stats.transactions == 1

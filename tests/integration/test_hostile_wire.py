@@ -160,9 +160,15 @@ async def test_a_gzip_bomb_is_cut_at_the_cap_as_it_inflates(http):
         async with anyio.create_task_group() as tg:
             tg.start_soon(lambda: server.serve(reply, trickle=False))
             async with gateway(server, http) as gw:
-                with pytest.raises(bga.MalformedResponse, match=f"longer than {MIB} bytes"):
-                    await gw.resume(token(server.url))
+                tracemalloc.start()
+                try:
+                    with pytest.raises(bga.MalformedResponse, match=f"longer than {MIB} bytes"):
+                        await gw.resume(token(server.url))
+                    _, peak = tracemalloc.get_traced_memory()
+                finally:
+                    tracemalloc.stop()
             tg.cancel_scope.cancel()
+    assert peak < 8 * MIB  # about the cap, never the 64 MiB it would inflate to
 
 
 @ENGINES

@@ -34,20 +34,19 @@ import anyio
 import attrs
 
 from begateway_async import (
-    Balance,
     Gateway,
     GatewayError,
     InvalidRequest,
     Job,
-    JobError,
-    JobFailed,
-    JobLost,
+    JobAbandoned,
+    JournalEntry,
+    JournalError,
     MemoryJournal,
     RequestRejected,
     SubmitIndeterminate,
-    Transaction,
 )
 
+from ._answers import CREDENTIALS_REFUSED, error_fields, result_fields, retryable, unexpected
 from ._console import Progress
 from ._input import request_from_mapping
 from ._runfiles import (
@@ -67,8 +66,6 @@ from ._runfiles import (
 __all__ = ["run_batch"]
 
 _FAILED_STATUSES = frozenset({"failed", "expired", "error"})
-#: Refusals of our credentials: the run stops, nothing more is sent.
-_CREDENTIALS_REFUSED = frozenset({401, 403})
 
 
 def _setting(value: str | None, variable: str, what: str) -> str:
@@ -88,48 +85,6 @@ def _secret(args: argparse.Namespace) -> str:
             raise UsageError("the secret key file is empty")
         return secret
     return _setting(None, "BEGATEWAY_SECRET_KEY", "the secret key (--secret-key-file)")
-
-
-#: Card data that never goes into an output line, wherever the answer holds it.
-_CARD_DATA = frozenset({"number", "verification_value", "exp_month", "exp_year"})
-
-
-def _redacted(data: Any) -> Any:
-    """An answer without card data: no number, CVV or expiry (last 4, brand, token stay)."""
-    if isinstance(data, dict):
-        return {k: _redacted(v) for k, v in data.items() if k not in _CARD_DATA}
-    if isinstance(data, list):
-        return [_redacted(v) for v in data]
-    return data
-
-
-def _result_fields(value: Any) -> dict[str, Any]:
-    if isinstance(value, Transaction):
-        return {"status": str(value.status), "uid": value.uid, "result": _redacted(value.raw)}
-    if isinstance(value, Balance):
-        return {"status": value.status, "result": _redacted(value.raw)}
-    if isinstance(value, list):
-        return {"status": "successful", "result": [_redacted(tx.raw) for tx in value]}
-    return {"result": value}  # pragma: no cover - every operation returns one of the above
-
-
-def _error_fields(exc: GatewayError) -> dict[str, Any]:
-    fields: dict[str, Any] = {"error": type(exc).__name__, "message": str(exc)}
-    if isinstance(exc, RequestRejected | JobFailed):
-        fields["status_code"] = exc.status_code
-        fields["body"] = exc.body
-    if isinstance(exc, JobError):
-        fields["request_id"] = exc.request_id
-    if isinstance(exc, JobLost):
-        fields["after_lost_reply"] = exc.after_lost_reply
-    if isinstance(exc, SubmitIndeterminate):
-        fields["idempotency_key"] = exc.idempotency_key
-    return fields
-
-
-def _unexpected(exc: Exception) -> dict[str, Any]:
-    """The fields of a line the runner itself failed on (never a reason to stop the others)."""
-    return {"error": "InternalError", "message": f"{type(exc).__name__}: {exc}"}
 
 
 class _Batch:
@@ -158,6 +113,15 @@ class _Batch:
             {"line": number, "ok": False, "error": "InvalidRequest", "message": reason}, failed=True
         )
 
+    def unsettled(self, number: int, exc: GatewayError) -> None:
+        """A line the journal keeps unfinished (abandoned, unreadable here): settled later."""
+        self.undetermined += 1
+        print(  # noqa: T201
+            f"line {number}: not settled ({type(exc).__name__}); "
+            "run the same command again to settle it",
+            file=sys.stderr,
+        )
+
     def stop(self, exc: RequestRejected) -> None:
         """Our credentials were refused: send nothing more (the lines refused stay unanswered)."""
         if self.refused is None:
@@ -182,10 +146,10 @@ class _Batch:
             job = await self.gw.submit(request, tag=tag(self.print_, number))
         except InvalidRequest as exc:
             print(f"line {number}: {exc}", file=sys.stderr)  # noqa: T201
-            self.write({**record, "ok": False, **_error_fields(exc)}, failed=True)
+            self.write({**record, "ok": False, **error_fields(exc)}, failed=True)
         except SubmitIndeterminate as exc:
             if not self.settle_later:
-                self.write({**record, "ok": False, **_error_fields(exc)}, failed=True)
+                self.write({**record, "ok": False, **error_fields(exc)}, failed=True)
                 return
             # Not answered yet: the journal keeps the intent, and the next
             # run re-sends it with its RequestID and writes the real outcome.
@@ -196,14 +160,14 @@ class _Batch:
                 file=sys.stderr,
             )
         except RequestRejected as exc:
-            if exc.status_code in _CREDENTIALS_REFUSED:
+            if exc.status_code == CREDENTIALS_REFUSED:
                 self.stop(exc)
             else:
-                self.write({**record, "ok": False, **_error_fields(exc)}, failed=True)
+                self.write({**record, "ok": False, **error_fields(exc)}, failed=True)
         except GatewayError as exc:
-            self.write({**record, "ok": False, **_error_fields(exc)}, failed=True)
+            self.write({**record, "ok": False, **error_fields(exc)}, failed=True)
         except Exception as exc:  # noqa: BLE001 - one line's surprise never ends the run
-            self.write({**record, "ok": False, **_unexpected(exc)}, failed=True)
+            self.write({**record, "ok": False, **unexpected(exc)}, failed=True)
         else:
             await self.finish(record, job)
         finally:
@@ -214,18 +178,21 @@ class _Batch:
         record["request_id"] = job.request_id
         try:
             value = await job.result(self.timeout)
-            fields = _result_fields(value)
+            fields = result_fields(value)
         except RequestRejected as exc:
-            if exc.status_code in _CREDENTIALS_REFUSED:
+            if exc.status_code == CREDENTIALS_REFUSED:
                 self.stop(exc)  # refused while polling: unanswered, resumed by the next run
                 return
-            self.write({**record, "ok": False, **_error_fields(exc)}, failed=True)
+            self.write({**record, "ok": False, **error_fields(exc)}, failed=True)
+            return
+        except (JobAbandoned, JournalError) as exc:  # the entry stays unfinished
+            self.unsettled(record["line"], exc)
             return
         except GatewayError as exc:
-            self.write({**record, "ok": False, **_error_fields(exc)}, failed=True)
+            self.write({**record, "ok": False, **error_fields(exc)}, failed=True)
             return
         except Exception as exc:  # noqa: BLE001 - one line's surprise never ends the run
-            self.write({**record, "ok": False, **_unexpected(exc)}, failed=True)
+            self.write({**record, "ok": False, **unexpected(exc)}, failed=True)
             return
         failed = fields.get("status") in _FAILED_STATUSES
         self.write({**record, "ok": not failed, **fields}, failed=failed)
@@ -243,25 +210,10 @@ class _Batch:
             UsageError: the journal belongs to another input.
         """
         gw = self.gw
-        entries = []
-        for entry in await gw.journal.entries(gw.base_url, gw.shop_id):
-            tagged = untag(entry.tag)
-            if tagged is None:
-                continue
-            if tagged[0] not in (None, self.print_):
-                raise UsageError(
-                    "the journal of this output belongs to another input file; give this "
-                    "input its own --out (or pass --force to start afresh)"
-                )
-            outcome = entry.outcome
-            if outcome is not None and outcome.kind == "rejected":
-                credentials = outcome.status_code in _CREDENTIALS_REFUSED
-                if retry_refused or credentials:
-                    continue  # nothing was created: the line is sent afresh
-            entries.append((tagged[1], entry))
+        entries = await self._entries(retry_refused=retry_refused)
         resumed = {job.tag: job for job in await gw.resume_all()}
         async with anyio.create_task_group() as tg:
-            for number, entry in entries:
+            for number, entry in entries.items():
                 if number in answered:
                     continue
                 record: dict[str, Any] = {
@@ -269,14 +221,42 @@ class _Batch:
                     "operation": entry.operation,
                     "tracking_id": entry.tracking_id,
                 }
-                job = resumed.get(entry.tag) or gw.replay(entry)
+                try:
+                    job = resumed.get(entry.tag) or gw.replay(entry)
+                except GatewayError as exc:  # its answer cannot be read here: kept for later
+                    self.unsettled(number, exc)
+                    continue
                 if job is not None:
                     tg.start_soon(self.finish, record, job)
                 elif entry.outcome is not None:
                     record["error"] = entry.outcome.error or "TransportError"
                     record["message"] = entry.outcome.message
                     self.write({**record, "ok": False}, failed=True)
-        return {number for number, _ in entries}
+        return set(entries)
+
+    async def _entries(self, *, retry_refused: bool) -> dict[int, JournalEntry]:
+        """The journal's newest entry of each input line, but those to send afresh."""
+        gw = self.gw
+        latest: dict[int, JournalEntry] = {}  # a line sent afresh: its newest entry speaks
+        for entry in await gw.journal.entries(gw.base_url, gw.shop_id):  # oldest first
+            tagged = untag(entry.tag)
+            if tagged is None:
+                continue
+            if tagged[0] not in (None, self.print_):
+                raise UsageError(
+                    "this output's journal belongs to another input file: give this input its "
+                    "own --out, and finish the other batch with its own file (--force would "
+                    "discard the journal, and lines already paid would be paid again)"
+                )
+            latest[tagged[1]] = entry
+        entries = {}
+        for number, entry in latest.items():
+            outcome = entry.outcome
+            refused = outcome is not None and outcome.kind == "rejected"
+            if refused and retryable(outcome.status_code if outcome else None, retry_refused):
+                continue  # nothing was created: the line is sent afresh
+            entries[number] = entry
+        return entries
 
     async def run(self, stream: IO[bytes], concurrency: int, skip: set[int]) -> None:
         semaphore = anyio.Semaphore(concurrency)
@@ -345,7 +325,7 @@ def run_batch(args: argparse.Namespace) -> int:
         return 2
     out_path = Path(args.out)
     if resuming and args.retry_rejected:
-        drop_refused(out_path)
+        drop_refused(out_path, retryable)
     done, earlier_failures = answered(out_path) if resuming else (set(), False)
     options = _Options(
         gateway=gateway,

@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -114,8 +114,10 @@ def _records(content: bytes) -> Iterator[dict[str, Any]]:
             yield record
 
 
-def drop_refused(path: Path) -> set[int]:
-    """Take the lines the gateway refused (`RequestRejected`) out of ``path``; return them.
+def drop_refused(path: Path, retryable: Callable[[int | None], bool]) -> set[int]:
+    """Take the lines the gateway refused (`RequestRejected`, ``retryable``) out of ``path``.
+
+    Returns the lines taken out.
 
     The file is rewritten whole (in a private temporary file, then renamed):
     a crash leaves either the old file or the new one.
@@ -127,7 +129,8 @@ def drop_refused(path: Path) -> set[int]:
     dropped: set[int] = set()
     for line in content.splitlines(keepends=True):
         records = list(_records(line))
-        if records and records[0].get("error") == "RequestRejected":
+        refused = records and records[0].get("error") == "RequestRejected"
+        if refused and retryable(records[0].get("status_code")):
             dropped.add(records[0]["line"])
         else:
             kept.append(line)
