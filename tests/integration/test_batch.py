@@ -42,14 +42,19 @@ def results(path: Path) -> dict[int, dict[str, Any]]:
     return found
 
 
+def point_at(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    """The runner's settings: the gateway at ``url``, the demo shop (the secret by environment)."""
+    monkeypatch.setenv("BEGATEWAY_URL", url)
+    monkeypatch.setenv("BEGATEWAY_SHOP_ID", "361")
+    monkeypatch.setenv("BEGATEWAY_SECRET_KEY", SECRET)
+
+
 @pytest.fixture
 def gateway(monkeypatch):
     """A simulator on loopback; the runner's settings point at it (the secret by environment)."""
     simulator = Simulator(processing=Fixed(0.02))
     with serve(simulator) as url:
-        monkeypatch.setenv("BEGATEWAY_URL", url)
-        monkeypatch.setenv("BEGATEWAY_SHOP_ID", "361")
-        monkeypatch.setenv("BEGATEWAY_SECRET_KEY", SECRET)
+        point_at(monkeypatch, url)
         yield simulator
 
 
@@ -135,9 +140,7 @@ def test_retry_rejected_sends_refused_lines_again_without_force(tmp_path, monkey
     source = write_input(tmp_path / "in.jsonl", [line(1), line(2), line(3)])
     out = tmp_path / "out.jsonl"
     with serve(app) as url:
-        monkeypatch.setenv("BEGATEWAY_URL", url)
-        monkeypatch.setenv("BEGATEWAY_SHOP_ID", "361")
-        monkeypatch.setenv("BEGATEWAY_SECRET_KEY", SECRET)
+        point_at(monkeypatch, url)
         assert main(["run", str(source), "--out", str(out)]) == 1
         first = results(out)
         assert (first[2]["error"], first[2]["status_code"]) == ("RequestRejected", 422)
@@ -187,9 +190,7 @@ def test_credentials_refused_while_polling_are_resumed_by_the_next_run(tmp_path,
     source = write_input(tmp_path / "in.jsonl", [line(1)])
     out = tmp_path / "out.jsonl"
     with serve(app) as url:
-        monkeypatch.setenv("BEGATEWAY_URL", url)
-        monkeypatch.setenv("BEGATEWAY_SHOP_ID", "361")
-        monkeypatch.setenv("BEGATEWAY_SECRET_KEY", SECRET)
+        point_at(monkeypatch, url)
         assert main(["run", str(source), "--out", str(out)]) == 2
         assert out.read_text() == ""  # not answered: the task may exist
         app.refusing = False
@@ -208,9 +209,7 @@ def test_a_line_sent_afresh_is_answered_once_when_its_answer_missed_the_output(
     source = write_input(tmp_path / "in.jsonl", [line(1), line(2)])
     out = tmp_path / "out.jsonl"
     with serve(RefusingFirst(simulator, "batch-2")) as url:
-        monkeypatch.setenv("BEGATEWAY_URL", url)
-        monkeypatch.setenv("BEGATEWAY_SHOP_ID", "361")
-        monkeypatch.setenv("BEGATEWAY_SECRET_KEY", SECRET)
+        point_at(monkeypatch, url)
         assert main(["run", str(source), "--out", str(out)]) == 1
         assert main(["run", str(source), "--out", str(out), "--retry-rejected"]) == 0
         kept = [r for r in out.read_text().splitlines() if json.loads(r)["line"] != 2]
