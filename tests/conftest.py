@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import random
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
@@ -12,6 +14,7 @@ import pytest
 import respx
 
 import begateway_async as bga
+import pgserver
 from begateway_async.testing import VirtualClock
 from fakes import BASE, SECRET, SHOP_ID
 
@@ -58,3 +61,36 @@ def open_gateway(router: respx.MockRouter, clock: VirtualClock) -> GatewayFactor
                 yield gateway
 
     return factory
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on loopback, one per test process.
+
+    Without the server binaries the tests that need it skip, saying why;
+    under ``CI=true`` that is a failure (`.ci/run` installs the server).
+    """
+    try:
+        with pgserver.cluster() as dsn:
+            yield dsn
+    except pgserver.NoServerError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs the PostgreSQL server: {exc}")
+        pytest.skip(f"{exc} (these tests run in CI)")
+
+
+@pytest.fixture
+def pg_journal(pg_dsn: str) -> Iterator[Callable[..., bga.PostgresJournal]]:
+    """Make PostgresJournals on one fresh schema (each a worker of its own); closed after."""
+    schema = f"t{uuid.uuid4().hex[:12]}"
+    made: list[bga.PostgresJournal] = []
+
+    def factory(**options: Any) -> bga.PostgresJournal:
+        options.setdefault("schema", schema)
+        journal = bga.PostgresJournal(pg_dsn, **options)
+        made.append(journal)
+        return journal
+
+    yield factory
+    for journal in made:
+        journal._close()

@@ -60,6 +60,7 @@ from ._models import (
     TransactionStatus,
 )
 from ._parts import AdditionalData, BillingAddress, CreditCard, Customer, EncryptedCreditCard
+from ._postgres import PostgresJournal
 from ._records import JournalEntry, JournalError, JournalNotification, JournalOutcome
 from ._requests import (
     Authorization,
@@ -76,6 +77,7 @@ from ._requests import (
     TrackingIdQuery,
     Void,
 )
+from ._shared import DuplicateIntent, LeaseLost, NotificationMatch, SharedJournal
 from ._sqlite import SQLiteJournal
 from ._version import __version__
 from ._webhooks import Notification, WebhookVerifier
@@ -101,6 +103,7 @@ __all__ = [
     "Checkup",
     "CreditCard",
     "Customer",
+    "DuplicateIntent",
     "EncryptedCreditCard",
     "FollowUpTimeout",
     "Gateway",
@@ -120,19 +123,23 @@ __all__ = [
     "JournalError",
     "JournalNotification",
     "JournalOutcome",
+    "LeaseLost",
     "Limits",
     "MalformedResponse",
     "MemoryJournal",
     "NotResumable",
     "Notification",
+    "NotificationMatch",
     "Payment",
     "Payout",
     "PollPolicy",
+    "PostgresJournal",
     "Refund",
     "Request",
     "RequestRejected",
     "SQLiteJournal",
     "SchedulingClock",
+    "SharedJournal",
     "StatusQuery",
     "SubmitIndeterminate",
     "ThreeDSecure",

@@ -24,7 +24,8 @@ from ._errors import GatewayStateError
 from ._follow import FOLLOW_POLICY, Follower
 from ._http import HttpCore, gateway_headers
 from ._jobs import AsCompleted, Job
-from ._journal import Journal, open_journal
+from ._journal import Journal
+from ._journals import open_journal
 from ._models import Transaction
 from ._notify import Notifier
 from ._operations import Operations
@@ -32,6 +33,8 @@ from ._records import JournalEntry, JournalNotification
 from ._recovery import Recovery
 from ._requests import Request
 from ._sealing import Sealer
+from ._shared import SharedJournal
+from ._sharing import Sharing
 from ._submit import Submitter
 from ._tracker import Tracker
 from ._transports import HttpChoice, make_transport
@@ -149,44 +152,28 @@ class Gateway(Operations):
         )
         self._timebase = timebase
         self._submitter = Submitter(
-            base_url=self.base_url,
-            shop_id=self.shop_id,
-            http=self._http,
-            journal=self.journal,
-            timebase=timebase,
-            policy=self.poll,
-            rng=rng,
-            limits=limits,
-            sealer=self._sealer,
-        )
+            base_url=self.base_url, shop_id=self.shop_id, http=self._http, journal=self.journal,
+            timebase=timebase, policy=self.poll, rng=rng, limits=limits, sealer=self._sealer,
+        )  # fmt: skip
         self._tracker = Tracker(
-            base_url=self.base_url,
-            timebase=timebase,
-            http=self._http,
-            submitter=self._submitter,
-            poll=self.poll,
-            webhook_poll=self.webhook_poll,
-            rng=rng,
-            cap=limits.polls_per_host,
-        )
+            base_url=self.base_url, timebase=timebase, http=self._http, submitter=self._submitter,
+            poll=self.poll, webhook_poll=self.webhook_poll, rng=rng, cap=limits.polls_per_host,
+        )  # fmt: skip
         self._recovery = Recovery(
-            tracker=self._tracker,
-            submitter=self._submitter,
-            journal=self.journal,
-            timebase=timebase,
-            sealer=self._sealer,
-        )
+            tracker=self._tracker, submitter=self._submitter, journal=self.journal,
+            timebase=timebase, sealer=self._sealer,
+        )  # fmt: skip
+        self._sharing = (
+            Sharing(self.journal, tracker=self._tracker, recovery=self._recovery,
+                    submitter=self._submitter)
+            if isinstance(self.journal, SharedJournal) else None
+        )  # fmt: skip
         self._follower = Follower(self._tracker, timebase, rng)
         self._notifier = Notifier(
-            tracker=self._tracker,
-            submitter=self._submitter,
-            journal=self.journal,
-            sealer=self._sealer,
-            verifier=self.webhooks,
-            follower=self._follower,
-            shop_id=self.shop_id,
-            timebase=timebase,
-        )
+            tracker=self._tracker, submitter=self._submitter, journal=self.journal,
+            sealer=self._sealer, verifier=self.webhooks, follower=self._follower,
+            shop_id=self.shop_id, timebase=timebase,
+        )  # fmt: skip
 
     def __repr__(self) -> str:
         return (
@@ -204,11 +191,15 @@ class Gateway(Operations):
                 else "this Gateway was closed: a Gateway opens once; make a new one",
                 state=self._state,
             )
+        if self._sharing is not None:
+            await self._sharing.join()  # a journal it cannot reach: nothing opened yet
         self._http.open()
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
         tg.start_soon(self._tracker.run)
+        if self._sharing is not None:
+            tg.start_soon(self._sharing.run)
         self._state = "open"
         return self
 
@@ -234,6 +225,8 @@ class Gateway(Operations):
                 self._tracker.close()
                 with anyio.CancelScope(shield=True):
                     await self._http.aclose()
+                    if self._sharing is not None:
+                        await self._sharing.leave()
                     if self._owns_journal:
                         await self.journal.aclose()
         return None

@@ -21,24 +21,19 @@ say, for a job that had already ended ``incomplete``).
 
 `MemoryJournal` is the default (nothing survives the process);
 `SQLiteJournal` (``Gateway(..., journal="payments.db")``) survives it. A
-shared store (a database several processes use) implements the same
-`Journal` protocol; its `Journal.unfinished` should lease the entries it
-returns to the calling process for a while, so that two processes never poll
-or re-send the same entry at once.
+store several processes share implements `SharedJournal` too (see
+`_shared`): `PostgresJournal` (``journal="postgresql://..."``).
 """
 
 from __future__ import annotations
 
-import os
 from typing import Protocol, runtime_checkable
 
 import attrs
 
-from ._errors import InvalidRequest
 from ._records import JournalEntry, JournalNotification, JournalOutcome
-from ._sqlite import SQLiteJournal
 
-__all__ = ["Journal", "MemoryJournal", "open_journal"]
+__all__ = ["Journal", "MemoryJournal"]
 
 
 @runtime_checkable
@@ -57,8 +52,14 @@ class Journal(Protocol):
     ) -> None:
         """Record the gateway's acknowledgement of the submit ``key``; drop its body."""
 
-    async def finished(self, key: str, outcome: JournalOutcome) -> None:
-        """Record how the submit ``key`` ended."""
+    async def finished(self, key: str, outcome: JournalOutcome) -> JournalOutcome | None:
+        """Record how the submit ``key`` ended.
+
+        Returns:
+            None when ``outcome`` is recorded (or the entry is gone); a shared
+            journal returns the outcome another worker recorded first, which
+            then stands (see `SharedJournal`).
+        """
 
     async def unfinished(self, gateway: str, shop_id: str) -> list[JournalEntry]:
         """The entries of ``gateway`` and ``shop_id`` without an outcome, oldest first."""
@@ -140,14 +141,3 @@ class MemoryJournal:
 
     async def aclose(self) -> None:
         """Nothing to release."""
-
-
-def open_journal(journal: Journal | str | os.PathLike[str] | None) -> Journal:
-    """The journal for a Gateway's ``journal=`` argument (a path opens `SQLiteJournal`)."""
-    if journal is None:
-        return MemoryJournal()
-    if isinstance(journal, str | os.PathLike):
-        return SQLiteJournal(journal)
-    if isinstance(journal, Journal):
-        return journal
-    raise InvalidRequest("journal", "must be a path, a Journal, or None")

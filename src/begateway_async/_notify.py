@@ -23,7 +23,8 @@ from ._models import Transaction
 from ._records import JournalNotification, JournalOutcome
 from ._registry import Tracked
 from ._sealing import Sealer
-from ._submit import Submitter, notification_key
+from ._shared import NotificationMatch, SharedJournal
+from ._submit import Submitter, notification_key, outcome_key
 from ._tracker import Tracker
 from ._webhooks import Headers, Notification, WebhookVerifier
 
@@ -71,6 +72,7 @@ class Notifier:
         self._follower = follower
         self._shop_id = shop_id
         self._timebase = timebase
+        self._shared = journal if isinstance(journal, SharedJournal) else None
 
     async def deliver(self, body: bytes, headers: Headers) -> Notification:
         """Verify, record and act on one notification (see `Gateway.deliver`)."""
@@ -80,6 +82,8 @@ class Notifier:
         assert uid is not None  # noqa: S101 - the verifier requires one
         now = self._timebase.time()
         registry = self._tracker.registry
+        if self._shared is not None:
+            return await self._deliver_shared(self._shared, transaction, raw, now)
         tracked = self._match(transaction)
         if tracked is not None:
             # Another answer for this job may be being journalled: it ends the
@@ -111,6 +115,50 @@ class Notifier:
         job = tracked.job if tracked is not None else None
         return Notification(transaction, job, resolved=resolved, followed=followed, received_at=now)
 
+    async def _deliver_shared(
+        self, journal: SharedJournal, transaction: Transaction, raw: bytes, now: float
+    ) -> Notification:
+        """Deliver on a shared journal: the entry may be any worker's; the journal decides.
+
+        Recording the notification, finding the one unfinished entry it
+        belongs to (any worker's), recording that entry's end and waking its
+        owner are one transaction; a poll that brings the same answer later
+        finds that end recorded, and it stands.
+        """
+        uid, tracking_id = transaction.uid, transaction.tracking_id
+        assert uid is not None  # noqa: S101 - the verifier requires one
+        record = JournalNotification(
+            self._tracker.base_url, self._shop_id, uid, tracking_id, str(transaction.status),
+            self._sealer.seal(raw, key=notification_key(uid)), now,
+        )  # fmt: skip
+        registry = self._tracker.registry
+        key = None
+        if tracking_id is None or registry.has_ended_a_job(uid):
+            await journal.notified(record)
+        else:
+
+            def outcome(key: str) -> JournalOutcome:
+                sealed = self._sealer.seal(raw, key=outcome_key(key))
+                return JournalOutcome("result", 200, sealed, finished_at=now)
+
+            created = _epoch(transaction.created_at)
+            match = NotificationMatch(
+                tracking_id=tracking_id,
+                operations=s.operations_of(str(transaction.type)),
+                created_at=created,
+                skew=CLOCK_SKEW,
+                outcome=outcome,
+            )
+            key = await journal.match_notification(record, match)
+        tracked = registry.with_key(key) if key is not None else None
+        resolved = False
+        if tracked is not None and tracked.job.polling:
+            await self._tracker.settle(tracked, p.Done(transaction.raw))
+            resolved = tracked.job.done()
+        followed = self._follower.wake(transaction)
+        job = tracked.job if tracked is not None else None
+        return Notification(transaction, job, resolved=resolved, followed=followed, received_at=now)
+
     def _match(self, transaction: Transaction) -> Tracked | None:
         """The one pending job ``transaction`` can only belong to, if there is one."""
         registry = self._tracker.registry
@@ -132,9 +180,16 @@ class Notifier:
                 )
             return None
         tracked = candidates[0]
-        created = transaction.created_at
-        if created is not None and created.tzinfo is None:
-            created = created.replace(tzinfo=dt.UTC)  # the gateway's clock is UTC
-        if created is not None and created.timestamp() < tracked.job.created_at - CLOCK_SKEW:
+        created = _epoch(transaction.created_at)
+        if created is not None and created < tracked.job.created_at - CLOCK_SKEW:
             return None  # an earlier transaction with the same tracking id
         return tracked
+
+
+def _epoch(created: dt.datetime | None) -> float | None:
+    """Epoch seconds of a transaction's creation (the gateway's clock is UTC)."""
+    if created is None:
+        return None
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=dt.UTC)
+    return created.timestamp()

@@ -34,7 +34,7 @@ from ._jobs import Job, read_token
 from ._journal import Journal
 from ._records import JournalEntry, JournalError, JournalNotification, JournalOutcome
 from ._sealing import Sealer
-from ._submit import Submitter, notification_key, outcome_key, task_urls
+from ._submit import Submitter, notification_key, task_urls
 from ._tracker import Tracker
 
 __all__ = ["Recovery"]
@@ -101,24 +101,24 @@ class Recovery:
 
     async def resume_all(self) -> list[Job[Any]]:
         """Pick up every unfinished entry of this gateway and shop (see `Gateway.resume_all`)."""
-        jobs: list[Job[Any]] = []
-        now = self._timebase.time()
         unfinished = await self._journal.unfinished(self._tracker.base_url, self._submitter.shop_id)
-        for entry in unfinished:
-            try:
-                jobs.append(await self._pick_up(entry, now))
-            except GatewayError as exc:
-                jobs.append(self._tracker.ended(entry, error=exc))
-            except Exception as exc:  # one entry's surprise never stops the others
-                logger.exception("cannot pick up the entry %s", entry.key)
-                stopped = JobAbandoned(
-                    f"an unexpected error stopped picking it up ({describe(exc)})",
-                    request_id=entry.request_id or entry.key,
-                    tracking_id=entry.tracking_id,
-                )
-                stopped.__cause__ = exc
-                jobs.append(self._tracker.ended(entry, error=stopped))
-        return jobs
+        return [await self.pick_up(entry) for entry in unfinished]
+
+    async def pick_up(self, entry: JournalEntry) -> Job[Any]:
+        """The job of one unfinished entry: polled, re-sent, reconciled, or ended with why not."""
+        try:
+            return await self._pick_up(entry, self._timebase.time())
+        except GatewayError as exc:
+            return self._tracker.ended(entry, error=exc)
+        except Exception as exc:  # one entry's surprise never stops the others
+            logger.exception("cannot pick up the entry %s", entry.key)
+            stopped = JobAbandoned(
+                f"an unexpected error stopped picking it up ({describe(exc)})",
+                request_id=entry.request_id or entry.key,
+                tracking_id=entry.tracking_id,
+            )
+            stopped.__cause__ = exc
+            return self._tracker.ended(entry, error=stopped)
 
     async def _pick_up(self, entry: JournalEntry, now: float) -> Job[Any]:
         if entry.request_id is not None:
@@ -186,9 +186,8 @@ class Recovery:
             body = self._sealer.open(record.body, key=notification_key(record.uid), request=False)
             return attrs.evolve(record, body=body)
         outcome = record.outcome
-        if outcome is not None and outcome.body is not None:
-            opened = self._sealer.open(outcome.body, key=outcome_key(record.key), request=False)
-            outcome = attrs.evolve(outcome, body=opened)
+        if outcome is not None:
+            outcome = self._submitter.opened(record.key, outcome)
         body = record.body
         if body is not None:
             body = self._sealer.open(body, key=record.key)

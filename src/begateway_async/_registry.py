@@ -79,6 +79,7 @@ class Registry:
         self._jobs: dict[str, Tracked] = {}
         self._idle = anyio.Event()
         self._by_tracking: dict[str, list[Tracked]] | None = None
+        self._by_key: dict[str, Tracked] | None = None
         self._ended_uids: dict[str, None] = {}
         # Request ids whose answer (a poll's or a notification's) is being
         # journalled, each with the event set when that is over.
@@ -102,6 +103,8 @@ class Registry:
         self._jobs[tracked.job.request_id] = tracked
         if self._by_tracking is not None:
             self._index(tracked)
+        if self._by_key is not None and tracked.journal_key is not None:
+            self._by_key[tracked.journal_key] = tracked
 
     def forget(self, job: Job[Any]) -> None:
         """Drop an ended (or abandoned) job; nothing happens for a job not registered."""
@@ -111,6 +114,8 @@ class Registry:
         del self._jobs[job.request_id]
         if not self._jobs:
             self._idle.set()
+        if self._by_key is not None and tracked.journal_key is not None:
+            self._by_key.pop(tracked.journal_key, None)
         if self._by_tracking is not None and job.tracking_id is not None:
             same = self._by_tracking.get(job.tracking_id)
             if same is not None and tracked in same:
@@ -130,6 +135,12 @@ class Registry:
             for t in self._jobs.values()
             if t.running_at > 0 and t.job.operation == operation
         ]
+
+    def with_key(self, key: str) -> Tracked | None:
+        """The pending job of the journal entry ``key`` (the index is built on first use)."""
+        if self._by_key is None:
+            self._by_key = {t.journal_key: t for t in self._jobs.values() if t.journal_key}
+        return self._by_key.get(key)
 
     # --- by tracking id ------------------------------------------------------------------
 

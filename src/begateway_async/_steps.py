@@ -33,6 +33,8 @@ import attrs
 from ._config import RESULT_RETENTION
 from ._errors import (
     GatewayError,
+    JobAbandoned,
+    JobError,
     JobExpired,
     JobFailed,
     JobLost,
@@ -62,9 +64,12 @@ __all__ = [
     "LookUp",
     "Next",
     "PollStep",
+    "abandoned",
     "decide_step",
+    "ended_elsewhere",
     "expired",
     "makes_transactions",
+    "operations_of",
     "types_of",
 ]
 
@@ -75,6 +80,13 @@ QUERIES: Final = frozenset({"status_query", "tracking_id_query", "balance_query"
 def types_of(operation: str) -> frozenset[str]:
     """The transaction types an operation's transaction may carry (payouts: also ``credit``)."""
     return frozenset({operation, "credit"}) if operation == "payout" else frozenset({operation})
+
+
+def operations_of(transaction_type: str) -> tuple[str, ...]:
+    """The operations whose submit may have made a transaction of ``transaction_type``."""
+    if transaction_type in QUERIES:
+        return ()
+    return ("credit", "payout") if transaction_type == "credit" else (transaction_type,)
 
 
 def makes_transactions(operation: str, tracking_id: str | None) -> bool:
@@ -159,6 +171,39 @@ def expired(job: JobFacts) -> JobExpired:
         "the result is gone: 24 hours passed since the task's creation",
         request_id=job.request_id,
         tracking_id=job.tracking_id,
+    )
+
+
+def abandoned(
+    job: JobFacts, why: str = "the Gateway closed before the job finished"
+) -> JobAbandoned:
+    """The error of a job whose polls stop here (its entry unfinished, its token good)."""
+    return JobAbandoned(
+        f"{why}; resume it with its token",
+        request_id=job.request_id,
+        tracking_id=job.tracking_id,
+    )
+
+
+def ended_elsewhere(job: JobFacts, error: str | None, message: str | None) -> JobError:
+    """The error a job ends with when another worker recorded its end as an error first."""
+    said = f"{error}: {message}" if error else "no answer on record"
+    request_id, tracking_id = job.request_id, job.tracking_id
+    if error == "JobExpired":
+        return JobExpired(
+            f"another worker ended the job: {message}",
+            request_id=request_id,
+            tracking_id=tracking_id,
+        )
+    if error == "JobLost":
+        return JobLost(
+            f"another worker ended the job: {message}",
+            after_lost_reply=False,
+            request_id=request_id,
+            tracking_id=tracking_id,
+        )
+    return JobError(
+        f"another worker ended the job ({said})", request_id=request_id, tracking_id=tracking_id
     )
 
 

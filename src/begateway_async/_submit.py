@@ -174,12 +174,25 @@ class Submitter:
             created_at=self._timebase.time(),
         )
 
-    async def record(self, key: str, outcome: JournalOutcome) -> None:
-        """Journal how the submit ``key`` ended (its answer sealed), stamped with the clock."""
+    async def record(self, key: str, outcome: JournalOutcome) -> JournalOutcome | None:
+        """Journal how the submit ``key`` ended (its answer sealed), stamped with the clock.
+
+        Returns:
+            None when ``outcome`` is recorded; the outcome that stands, its
+            body opened, when a shared journal had one from another worker.
+        """
         body = outcome.body
         sealed = None if body is None else self._sealer.seal(body, key=outcome_key(key))
         end = attrs.evolve(outcome, body=sealed, finished_at=self._timebase.time())
-        await self._journal.finished(key, end)
+        standing = await self._journal.finished(key, end)
+        return None if standing is None else self.opened(key, standing)
+
+    def opened(self, key: str, outcome: JournalOutcome) -> JournalOutcome:
+        """The journalled outcome of ``key`` with its body in clear."""
+        if outcome.body is None:
+            return outcome
+        body = self._sealer.open(outcome.body, key=outcome_key(key), request=False)
+        return attrs.evolve(outcome, body=body)
 
     async def send(self, entry: JournalEntry, *, internal: bool = False) -> Sent:
         """Send an entry until its answer is definite; journal what came of it.

@@ -159,7 +159,7 @@ class Tracker:
             return existing.job
         job = self.job(entry, sent, key_known=key_known)
         if self._closed:  # answered while the Gateway closed: the journal and the token keep it
-            job.set_exception(_abandoned(job))
+            job.set_exception(s.abandoned(job))
             return job
         polled_first = (
             job.status_url if self._status_first and not sent.completed else job.response_url
@@ -246,25 +246,33 @@ class Tracker:
                     _drop_late_answer(job, outcome)
                     return
                 with self.registry.claim(job):
-                    outcome = await self._keep(tracked, outcome, answer)
+                    kept = await self._keep(tracked, outcome, answer)
+                if isinstance(kept, JournalOutcome):  # another worker's end stands
+                    await self.settle_recorded(tracked, kept)
+                    return
+                outcome = kept
         await self.settle(tracked, outcome)
 
     async def _keep(
         self, tracked: Tracked, outcome: p.Done | p.Failed, answer: httpx.Response
-    ) -> p.PollOutcome:
+    ) -> p.PollOutcome | JournalOutcome:
         """Put a result or a one-shot error body in the journal before anyone sees it.
 
         If the journal cannot take it, a result is fetched again later (the
         gateway keeps it 24 hours); a one-shot error body, which cannot be,
-        still reaches the waiters, and the failure is logged.
+        still reaches the waiters, and the failure is logged. A shared
+        journal may hold another worker's end already: that one is returned,
+        and stands.
         """
         if tracked.journal_key is None:
             return outcome
         kind = "result" if isinstance(outcome, p.Done) else "failed"
         try:
-            await self._submitter.record(
+            standing = await self._submitter.record(
                 tracked.journal_key, JournalOutcome(kind, answer.status_code, answer.content)
             )
+            if standing is not None:
+                return standing
         except JournalError as exc:
             if isinstance(outcome, p.Done):
                 return p.Transient(f"the journal cannot take the result: {exc}")
@@ -303,6 +311,19 @@ class Tracker:
                 journal=not isinstance(outcome, p.Done | p.Failed),
             )
         await self._carry_out(tracked, step)
+
+    async def settle_recorded(self, tracked: Tracked, recorded: JournalOutcome) -> None:
+        """End a pending job with an end recorded elsewhere (its body in clear)."""
+        job = tracked.job
+        if recorded.kind in ("result", "failed") and recorded.body is not None:
+            now, created_at = self._timebase.time(), job.created_at
+            outcome = p.decide_poll(recorded.status_code or 200, {}, recorded.body, now=now,
+                                    created_at=created_at)  # fmt: skip
+            if isinstance(outcome, p.Done | p.Failed):
+                await self.settle(tracked, outcome)
+                return
+        error = s.ended_elsewhere(job, recorded.error, recorded.message)
+        await self._carry_out(tracked, s.End(error=error, journal=False))
 
     async def _carry_out(self, tracked: Tracked, step: s.PollStep) -> None:
         job = tracked.job
@@ -362,8 +383,14 @@ class Tracker:
         Their entries stay unfinished: `resume_all` (or their tokens) pick them up.
         """
         self._closed = True
-        for tracked in self.registry.pending():
-            self.end(tracked, error=_abandoned(tracked.job))
+        self.abandon("the Gateway closed before the job finished", queries=True)
+
+    def abandon(self, why: str, *, queries: bool = False) -> int:
+        """End every pending job (``queries``: the library's own too) as abandoned; how many."""
+        pending = [t for t in self.registry.pending() if queries or t.journal_key is not None]
+        for tracked in pending:
+            self.end(tracked, error=s.abandoned(tracked.job, why))
+        return len(pending)
 
     async def _journal_end(self, tracked: Tracked, error: BaseException) -> None:
         """Journal a job that ended in an error other than a body (lost, expired, ...)."""
@@ -404,14 +431,6 @@ class Tracker:
             transactions=found,
         )
         await self._carry_out(tracked, s.End(error=lost, journal=True))
-
-
-def _abandoned(job: Job[Any]) -> JobAbandoned:
-    return JobAbandoned(
-        "the Gateway closed before the job finished; resume it with its token",
-        request_id=job.request_id,
-        tracking_id=job.tracking_id,
-    )
 
 
 def _drop_late_answer(job: Job[Any], outcome: p.Done | p.Failed) -> None:

@@ -1,0 +1,142 @@
+"""A Gateway's part in a shared journal: its lease, taking over, wake-ups, and notifications.
+
+While the Gateway is open, two loops run beside its polls:
+
+- **the heartbeat**, every ⅓ of the journal's lease (real time: the lease
+  is counted by the database's clock). Each beat renews the lease, then
+  claims what dead workers left (and what closing workers released) and
+  picks each entry up as `Gateway.resume_all` would: taking over is the
+  claim, at every beat, not bounded by any in-flight cap. A beat that finds
+  the lease expired drops this worker's jobs (another worker may hold their
+  entries now) and joins again.
+- **the wake-ups**: keys of this worker's entries that another worker ended
+  (a notification delivered there) resolve the jobs here at once, with the
+  recorded end, and their polls stop. After the listener reconnects, every
+  pending key is checked, since wake-ups may have been missed meanwhile.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Final
+
+import anyio
+import anyio.abc
+
+from ._records import JournalError
+from ._recovery import Recovery
+from ._shared import SharedJournal
+from ._submit import Submitter
+from ._tracker import Tracker
+
+__all__ = ["Sharing"]
+
+logger = logging.getLogger("begateway_async")
+
+#: Entries claimed per query while taking over (the beat repeats until none is left).
+CLAIM_BATCH: Final = 500
+#: Seconds one wait for wake-ups lasts; seconds between tries while the listener fails.
+WAKE_WAIT: Final = 1.0
+
+
+class Sharing:
+    """The worker side of a Gateway on a `SharedJournal`.
+
+    Args:
+        journal: the shared journal.
+        tracker: the pending jobs.
+        recovery: picks up the entries taken over.
+        submitter: opens the recorded ends.
+    """
+
+    def __init__(
+        self,
+        journal: SharedJournal,
+        *,
+        tracker: Tracker,
+        recovery: Recovery,
+        submitter: Submitter,
+    ) -> None:
+        self._journal = journal
+        self._tracker = tracker
+        self._recovery = recovery
+        self._submitter = submitter
+        #: Entries taken over from other workers since the Gateway opened.
+        self.taken_over = 0
+
+    async def join(self) -> None:
+        """Register this Gateway as a worker (before anything is submitted)."""
+        await self._journal.join(self._tracker.base_url, self._submitter.shop_id)
+
+    async def run(self) -> None:
+        """Beat and listen until cancelled (the Gateway runs this inside ``async with``)."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._beat, tg)
+            tg.start_soon(self._listen)
+
+    async def leave(self) -> None:
+        """Hand the unfinished entries back: a live worker takes them at its next beat."""
+        try:
+            await self._journal.release()
+        except JournalError:
+            logger.exception("cannot release this worker's entries; they wait for its lease")
+
+    # --- the heartbeat ---------------------------------------------------------------
+
+    async def _beat(self, tg: anyio.abc.TaskGroup) -> None:
+        interval = self._journal.lease / 3
+        while True:
+            try:
+                if not await self._journal.heartbeat():
+                    dropped = self._tracker.abandon("this worker's lease ran out")
+                    logger.warning(
+                        "the lease ran out: %d jobs dropped (their entries may be another "
+                        "worker's now); joining again",
+                        dropped,
+                    )
+                    await self.join()
+                await self._take_over(tg)
+            except JournalError as exc:
+                logger.warning("the heartbeat failed: %s", exc)
+            except Exception:  # a bug must not stop the beats, nor the polls with them
+                logger.exception("the heartbeat failed")
+            await anyio.sleep(interval)
+
+    async def _take_over(self, tg: anyio.abc.TaskGroup) -> None:
+        while entries := await self._journal.claim(CLAIM_BATCH):
+            self.taken_over += len(entries)
+            logger.info("took over %d entries of other workers", len(entries))
+            for entry in entries:
+                # Each in a task of its own: a re-send must not hold the others up.
+                tg.start_soon(self._recovery.pick_up, entry)
+            if len(entries) < CLAIM_BATCH:
+                return
+
+    # --- wake-ups --------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                keys = await self._journal.woken(WAKE_WAIT)
+                if keys is None:  # reconnected: wake-ups may have been missed
+                    registry = self._tracker.registry
+                    keys = [t.journal_key for t in registry.pending() if t.journal_key]
+                await self._settle(keys)
+            except JournalError as exc:
+                logger.warning("the wake-up listener failed: %s", exc)
+                await anyio.sleep(WAKE_WAIT)
+            except Exception:  # a bug must not stop the polls with it
+                logger.exception("the wake-up listener failed")
+                await anyio.sleep(WAKE_WAIT)
+
+    async def _settle(self, keys: Sequence[str]) -> None:
+        registry = self._tracker.registry
+        mine = [key for key in keys if registry.with_key(key) is not None]
+        if not mine:
+            return
+        for key, outcome in (await self._journal.outcomes(mine)).items():
+            tracked = registry.with_key(key)
+            if tracked is not None and tracked.job.polling:
+                logger.debug("request_id=%s ended by another worker", tracked.job.request_id)
+                await self._tracker.settle_recorded(tracked, self._submitter.opened(key, outcome))
