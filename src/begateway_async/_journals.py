@@ -9,7 +9,12 @@ from ._journal import Journal, MemoryJournal
 from ._postgres import PostgresJournal
 from ._sqlite import SQLiteJournal
 
-__all__ = ["open_journal"]
+__all__ = ["is_postgres_url", "open_journal"]
+
+
+def is_postgres_url(journal: object) -> bool:
+    """Whether ``journal=`` names a PostgreSQL database (``postgresql://...``)."""
+    return isinstance(journal, str) and journal.startswith(("postgresql://", "postgres://"))
 
 
 def open_journal(journal: Journal | str | os.PathLike[str] | None) -> Journal:
@@ -21,7 +26,8 @@ def open_journal(journal: Journal | str | os.PathLike[str] | None) -> Journal:
     """
     if journal is None:
         return MemoryJournal()
-    if isinstance(journal, str) and journal.startswith(("postgresql://", "postgres://")):
+    if is_postgres_url(journal):
+        assert isinstance(journal, str)  # noqa: S101 - checked
         return PostgresJournal(journal)
     if isinstance(journal, str | os.PathLike):
         return SQLiteJournal(journal)

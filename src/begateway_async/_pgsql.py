@@ -103,12 +103,16 @@ class Statements:
             "AND (outcome IS NULL OR outcome NOT IN ('rejected', 'not_sent')) LIMIT 1"
         )
         self.intent = (
-            f"INSERT INTO {s}.entries (key, gateway, shop_id, operation, method, path, body, "
+            f"INSERT INTO {s}.entries AS e (key, gateway, shop_id, operation, method, path, body, "
             "headers, tracking_id, tag, created_at, owner) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
-            "ON CONFLICT (key) DO NOTHING RETURNING epoch"
+            # The same key again: this worker's already, or taken (nobody's, a dead
+            # worker's) with a new epoch; a live worker's unfinished entry stays its.
+            "ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner, epoch = e.epoch + 1, "
+            "claimed_at = now() WHERE e.outcome IS NULL AND (e.owner = EXCLUDED.owner OR "
+            f"{claimable}) RETURNING epoch, (xmax = 0) AS inserted"
         )
-        self.epoch = f"SELECT epoch FROM {s}.entries WHERE key = %s"
+        self.standing = f"SELECT outcome IS NULL FROM {s}.entries WHERE key = %s"
         self.acknowledged = (
             f"UPDATE {s}.entries SET body = NULL, request_id = %s, status_url = %s, "
             "response_url = %s WHERE key = %s AND outcome IS NULL"

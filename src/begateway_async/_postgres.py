@@ -232,9 +232,13 @@ class PostgresJournal:
                 lock = q.lock_key(e.gateway, e.shop_id, e.tracking_id or "")
                 c.execute(self._sql.lock, (lock,))
             row = c.execute(self._sql.intent, (*q.intent_values(e), self.worker)).fetchone()
-            if row is None:  # the same key again (not a second submit): its entry as it stands
-                return int(c.execute(self._sql.epoch, (e.key,)).fetchone()[0])
-            if guarded:
+            if row is None:  # the same key again, and the entry is not ours to take
+                (unfinished,) = c.execute(self._sql.standing, (e.key,)).fetchone()
+                held = "is another live worker's" if unfinished else "ended (its end is on record)"
+                raise DuplicateIntent(
+                    f"the submit with RequestID {e.key} {held}; nothing was sent", key=e.key
+                )
+            if guarded and row[1]:
                 found = c.execute(
                     self._sql.same_intent, (e.gateway, e.shop_id, e.operation, e.tracking_id, e.key)
                 ).fetchone()

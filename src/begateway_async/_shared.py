@@ -39,10 +39,12 @@ class LeaseLost(JournalError):  # noqa: N818 - names what happened, like the oth
 
 
 class DuplicateIntent(JournalError):  # noqa: N818
-    """Another submit of the same operation and tracking id is on record; nothing was sent.
+    """The submit is on record already, or another one like it is; nothing was sent.
 
-    Raised by a shared journal that refuses a second intent (its
-    ``one_intent_per_tracking_id`` guard).
+    Raised by a shared journal for a ``RequestID`` whose entry another live
+    worker holds, or that ended already (`Gateway.replay` gives its end),
+    and for a second submit of the same operation and tracking id when its
+    ``one_intent_per_tracking_id`` guard is on.
 
     Attributes:
         key: the ``RequestID`` of the entry already on record.

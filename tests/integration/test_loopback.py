@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import signal
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tripwire import Tripwire
 
 import begateway_async as bga
 from begateway_async.testing import (
@@ -159,41 +159,6 @@ def test_batch_runner(spawned, tmp_path: Path):
     fresh = _cli("run", str(source), "--out", str(out), "--no-journal", env=env)
     assert fresh.returncode == 2
     assert "exists" in fresh.stderr
-
-
-class Tripwire:
-    """The simulator, counting the results it serves: `tripped` is set once `arm`'s count is.
-
-    The test waits on that event (the server runs in a thread), never on a
-    sleep loop.
-    """
-
-    def __init__(self, simulator: Simulator) -> None:
-        self.simulator = simulator
-        self.tripped = threading.Event()
-        self._at = math.inf
-        self._served = 0
-
-    def arm(self, count: int) -> None:
-        """Set `tripped` once ``count`` results in all were served (at once if they were)."""
-        self.tripped.clear()
-        self._at = count
-        if self._served >= count:
-            self.tripped.set()
-
-    async def __call__(self, scope, receive, send) -> None:
-        """Serve as the simulator does, counting the results served."""
-        path = scope.get("path", "") if scope["type"] == "http" else ""
-
-        async def counting(message) -> None:
-            start = message["type"] == "http.response.start"
-            if start and path.startswith("/async/result/") and message["status"] == 200:
-                self._served += 1
-                if self._served >= self._at:
-                    self.tripped.set()
-            await send(message)
-
-        await self.simulator(scope, receive, counting)
 
 
 #: What card data in clear would look like in a file: the PAN, and the request's card fields.

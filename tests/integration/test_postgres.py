@@ -101,7 +101,8 @@ async def test_a_stale_owner_writes_nothing_and_the_first_writer_wins(pg_dsn, pg
         await a.finished("k1", result(b"stale"))
     assert not await a.heartbeat()  # its lease is gone for good
     assert await b.finished("k1", result(b"fresh")) is None  # recorded
-    await a.intent(entry("k1"))  # the same key again changes nothing
+    with pytest.raises(bga.DuplicateIntent, match="ended"):
+        await a.intent(entry("k1"))  # the same key again: it ended
     standing = await a.finished("k1", result(b"late"))
     assert standing == result(b"fresh")
     (only,) = await b.entries(GATEWAY, SHOP)
@@ -129,7 +130,8 @@ async def test_the_guard_refuses_a_second_intent_for_one_tracking_id(pg_journal)
     await a.intent(entry("k1"))  # the same submit again: not a second one
     await b.intent(entry("k3"))  # no guard on that journal
     await a.intent(entry("k4", operation="refund"))  # another operation
-    await a.intent(entry("k1"))  # still not a second one
+    with pytest.raises(bga.DuplicateIntent, match="live worker"):
+        await b.intent(entry("k1"))  # a's, and a is alive
     await a.finished("k1", bga.JournalOutcome("rejected", 422, b"{}"))
     await a.intent(entry("k5", tracking_id="order-44"))
     await a.finished("k5", bga.JournalOutcome("rejected", 422, b"{}"))

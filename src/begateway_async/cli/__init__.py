@@ -69,7 +69,27 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="start afresh: overwrite the output")
     run.add_argument(
         "--journal",
-        help="the SQLite journal (default: OUT.journal); an existing one resumes its run",
+        help="the SQLite journal (default: OUT.journal; an existing one resumes its run), or a "
+        "postgresql:// URL that several hosts share, each with its own --out",
+    )
+    run.add_argument(
+        "--backend",
+        choices=("asyncio", "trio"),
+        default="asyncio",
+        help="the event loop to run on (trio needs the trio package)",
+    )
+    run.add_argument(
+        "--lease",
+        type=float,
+        default=30.0,
+        help="on a shared journal: seconds after which a silent host's lines are taken over",
+    )
+    run.add_argument(
+        "--merge",
+        nargs="+",
+        metavar="OUTPUT",
+        help="send nothing: write to --out one line per input line, from the hosts' OUTPUTs "
+        "and the shared journal",
     )
     run.add_argument(
         "--no-journal", action="store_true", help="keep no journal (a killed run cannot resume)"
@@ -111,6 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ._demo import demo  # noqa: PLC0415
 
         return demo(args)
+    if args.merge is not None:
+        from ._merge import run_merge  # noqa: PLC0415
+
+        return run_merge(args)
     from ._batch import run_batch  # noqa: PLC0415
 
     return run_batch(args)

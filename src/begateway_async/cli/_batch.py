@@ -34,6 +34,7 @@ import anyio
 import attrs
 
 from begateway_async import (
+    DuplicateIntent,
     Gateway,
     GatewayError,
     InvalidRequest,
@@ -42,7 +43,9 @@ from begateway_async import (
     JournalEntry,
     JournalError,
     MemoryJournal,
+    PostgresJournal,
     RequestRejected,
+    SharedJournal,
     SubmitIndeterminate,
 )
 
@@ -57,13 +60,14 @@ from ._runfiles import (
     drop_refused,
     fingerprint,
     journal_path,
+    line_key,
     lines,
     private_output,
     tag,
     untag,
 )
 
-__all__ = ["run_batch"]
+__all__ = ["Options", "run_batch", "settings"]
 
 _FAILED_STATUSES = frozenset({"failed", "expired", "error"})
 
@@ -87,7 +91,18 @@ def _secret(args: argparse.Namespace) -> str:
     return _setting(None, "BEGATEWAY_SECRET_KEY", "the secret key (--secret-key-file)")
 
 
-class _Batch:
+def settings(args: argparse.Namespace) -> tuple[str, str, str, Path | str | None]:
+    """The gateway URL, shop id, secret key and journal the command line gives.
+
+    Raises:
+        UsageError: one is missing.
+    """
+    gateway = _setting(args.gateway, "BEGATEWAY_URL", "the gateway URL (--gateway)")
+    shop_id = _setting(args.shop_id, "BEGATEWAY_SHOP_ID", "the shop id (--shop-id)")
+    return gateway, shop_id, _secret(args), journal_path(args)
+
+
+class Batch:
     def __init__(
         self, gw: Gateway, out: IO[str], progress: Progress, timeout: float | None, print_: str
     ) -> None:
@@ -100,6 +115,10 @@ class _Batch:
         self.undetermined = 0
         self.refused: RequestRejected | None = None  # our credentials, at the first refusal
         self.settle_later = not isinstance(gw.journal, MemoryJournal)  # a journal that lasts
+        # Several hosts on one journal: a line's RequestID is the same on every host,
+        # and a line another live host holds is its to answer.
+        self.shared = isinstance(gw.journal, SharedJournal)
+        self.elsewhere = 0
 
     def write(self, record: dict[str, Any], *, failed: bool) -> None:
         self.out.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
@@ -119,6 +138,39 @@ class _Batch:
         print(  # noqa: T201
             f"line {number}: not settled ({type(exc).__name__}); "
             "run the same command again to settle it",
+            file=sys.stderr,
+        )
+
+    async def outlast(self, lease: float) -> None:
+        """On a shared journal: stay until no line of this input is unfinished anywhere.
+
+        A dead host's lines are taken over once its lease ran out, and
+        answered here; a live host's are left to it. Checked every third of
+        the lease.
+        """
+        gw = self.gw
+        while True:
+            entries = await self.entries_of(
+                await gw.journal.entries(gw.base_url, gw.shop_id), retry_refused=False
+            )
+            if all(entry.finished for entry in entries.values()):
+                return
+            resumed = {job.tag: job for job in await gw.resume_all()}
+            mine = {n: e for n, e in entries.items() if e.tag in resumed}
+            await self.answer(mine, set(), resumed, replay=False)
+            await anyio.sleep(lease / 3)
+
+    def indeterminate(self, record: dict[str, Any], exc: SubmitIndeterminate) -> None:
+        """A submit without an answer: settled by the next run when the journal lasts."""
+        if not self.settle_later:
+            self.write({**record, "ok": False, **error_fields(exc)}, failed=True)
+            return
+        # Not answered yet: the journal keeps the intent, and the next
+        # run re-sends it with its RequestID and writes the real outcome.
+        self.undetermined += 1
+        print(  # noqa: T201
+            f"line {record['line']}: no answer after {exc.attempts} sends "
+            f"(RequestID {exc.idempotency_key}); run the same command again to settle it",
             file=sys.stderr,
         )
 
@@ -143,22 +195,17 @@ class _Batch:
             if self.refused is not None:
                 return
             request = request_from_mapping(data)
-            job = await self.gw.submit(request, tag=tag(self.print_, number))
+            key = line_key(self.print_, number) if self.shared else None
+            job = await self.gw.submit(request, idempotency_key=key, tag=tag(self.print_, number))
+        except DuplicateIntent:  # another host took the line
+            self.elsewhere += 1
+            self.progress.advance(failed=False)
+            return
         except InvalidRequest as exc:
             print(f"line {number}: {exc}", file=sys.stderr)  # noqa: T201
             self.write({**record, "ok": False, **error_fields(exc)}, failed=True)
         except SubmitIndeterminate as exc:
-            if not self.settle_later:
-                self.write({**record, "ok": False, **error_fields(exc)}, failed=True)
-                return
-            # Not answered yet: the journal keeps the intent, and the next
-            # run re-sends it with its RequestID and writes the real outcome.
-            self.undetermined += 1
-            print(  # noqa: T201
-                f"line {number}: no answer after {exc.attempts} sends "
-                f"(RequestID {exc.idempotency_key}); run the same command again to settle it",
-                file=sys.stderr,
-            )
+            self.indeterminate(record, exc)
         except RequestRejected as exc:
             if exc.status_code == CREDENTIALS_REFUSED:
                 self.stop(exc)
@@ -209,9 +256,24 @@ class _Batch:
         Raises:
             UsageError: the journal belongs to another input.
         """
+        entries = await self.entries_of(await self.gw.journal.entries(self.gw.base_url,
+                                                                    self.gw.shop_id),
+                                      retry_refused=retry_refused)  # fmt: skip
+        resumed = {job.tag: job for job in await self.gw.resume_all()}
+        # On a shared journal, the lines other hosts ended are theirs to write (or the merge's).
+        await self.answer(entries, answered, resumed, replay=not self.shared)
+        return set(entries)
+
+    async def answer(
+        self,
+        entries: dict[int, JournalEntry],
+        answered: set[int],
+        resumed: dict[str | None, Job[Any]],
+        *,
+        replay: bool,
+    ) -> None:
+        """Write the lines of ``entries`` not ``answered``: from their jobs, or their ends."""
         gw = self.gw
-        entries = await self._entries(retry_refused=retry_refused)
-        resumed = {job.tag: job for job in await gw.resume_all()}
         async with anyio.create_task_group() as tg:
             for number, entry in entries.items():
                 if number in answered:
@@ -222,26 +284,29 @@ class _Batch:
                     "tracking_id": entry.tracking_id,
                 }
                 try:
-                    job = resumed.get(entry.tag) or gw.replay(entry)
+                    job = resumed.get(entry.tag) or (gw.replay(entry) if replay else None)
                 except GatewayError as exc:  # its answer cannot be read here: kept for later
                     self.unsettled(number, exc)
                     continue
                 if job is not None:
                     tg.start_soon(self.finish, record, job)
-                elif entry.outcome is not None:
+                elif entry.outcome is not None and replay:
                     record["error"] = entry.outcome.error or "TransportError"
                     record["message"] = entry.outcome.message
                     self.write({**record, "ok": False}, failed=True)
-        return set(entries)
+                elif replay:
+                    self.unsettled(number, JobAbandoned("unfinished", request_id=entry.key,
+                                                        tracking_id=entry.tracking_id))  # fmt: skip
 
-    async def _entries(self, *, retry_refused: bool) -> dict[int, JournalEntry]:
+    async def entries_of(
+        self, found: list[JournalEntry], *, retry_refused: bool
+    ) -> dict[int, JournalEntry]:
         """The journal's newest entry of each input line, but those to send afresh."""
-        gw = self.gw
         latest: dict[int, JournalEntry] = {}  # a line sent afresh: its newest entry speaks
-        for entry in await gw.journal.entries(gw.base_url, gw.shop_id):  # oldest first
+        for entry in found:  # oldest first
             tagged = untag(entry.tag)
-            if tagged is None:
-                continue
+            if tagged is None or (self.shared and tagged[0] != self.print_):
+                continue  # a shared journal holds other batches too
             if tagged[0] not in (None, self.print_):
                 raise UsageError(
                     "this output's journal belongs to another input file: give this input its "
@@ -282,7 +347,7 @@ class _Batch:
 
 
 @attrs.frozen
-class _Options:
+class Options:
     gateway: str
     shop_id: str
     secret: str = attrs.field(repr=False)
@@ -293,20 +358,26 @@ class _Options:
     earlier_failures: bool
     print_: str
     retry_refused: bool
+    lease: float = 30.0
 
 
-async def _main(options: _Options, source: IO[bytes], out: IO[str], done: set[int]) -> int:
+async def _main(options: Options, source: IO[bytes], out: IO[str], done: set[int]) -> int:
     progress = Progress(options.total, "jobs")
     progress.done += len(done)  # answered by an earlier run
+    journal: Any = options.journal
+    if isinstance(journal, str) and journal.startswith(("postgresql://", "postgres://")):
+        journal = PostgresJournal(journal, lease=options.lease)
     try:
-        async with Gateway(
-            options.gateway, options.shop_id, options.secret, journal=options.journal
-        ) as gw:
-            batch = _Batch(gw, out, progress, options.timeout, options.print_)
+        async with Gateway(options.gateway, options.shop_id, options.secret, journal=journal) as gw:
+            batch = Batch(gw, out, progress, options.timeout, options.print_)
             held = await batch.recover(done, retry_refused=options.retry_refused)
             await batch.run(source, options.concurrency, done | held)
+            if batch.shared and batch.refused is None:
+                await batch.outlast(options.lease)
     finally:
         progress.close()
+        if isinstance(journal, PostgresJournal):
+            await journal.aclose()
     if batch.refused is not None:
         return 2
     return 1 if batch.failures or batch.undetermined or options.earlier_failures else 0
@@ -315,10 +386,7 @@ async def _main(options: _Options, source: IO[bytes], out: IO[str], done: set[in
 def run_batch(args: argparse.Namespace) -> int:
     """Run ``begateway-async run``; return the exit status."""
     try:
-        gateway = _setting(args.gateway, "BEGATEWAY_URL", "the gateway URL (--gateway)")
-        shop_id = _setting(args.shop_id, "BEGATEWAY_SHOP_ID", "the shop id (--shop-id)")
-        secret = _secret(args)
-        journal = journal_path(args)
+        gateway, shop_id, secret, journal = settings(args)
         resuming = check_paths(args, journal)
     except UsageError as exc:
         print(f"begateway-async run: {exc}", file=sys.stderr)  # noqa: T201
@@ -327,7 +395,7 @@ def run_batch(args: argparse.Namespace) -> int:
     if resuming and args.retry_rejected:
         drop_refused(out_path, retryable)
     done, earlier_failures = answered(out_path) if resuming else (set(), False)
-    options = _Options(
+    options = Options(
         gateway=gateway,
         shop_id=shop_id,
         secret=secret,
@@ -338,6 +406,7 @@ def run_batch(args: argparse.Namespace) -> int:
         earlier_failures=earlier_failures,
         print_=fingerprint(args.input),
         retry_refused=bool(args.retry_rejected),
+        lease=args.lease,
     )
     with contextlib.ExitStack() as stack:
         source = (
@@ -347,7 +416,7 @@ def run_batch(args: argparse.Namespace) -> int:
         )
         out = stack.enter_context(private_output(out_path, append=resuming))
         try:
-            return anyio.run(_main, options, source, out, done)
+            return anyio.run(_main, options, source, out, done, backend=args.backend)
         except (InvalidRequest, UsageError) as exc:  # a bad gateway URL, another input's journal
             print(f"begateway-async run: {exc}", file=sys.stderr)  # noqa: T201
             return 2

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, Final
@@ -25,7 +26,9 @@ __all__ = [
     "drop_refused",
     "fingerprint",
     "journal_path",
+    "line_key",
     "lines",
+    "outputs",
     "private_output",
     "tag",
     "untag",
@@ -104,6 +107,17 @@ def answered(path: Path) -> tuple[set[int], bool]:
     return found, failed
 
 
+def outputs(paths: list[str]) -> dict[int, bytes]:
+    """The first complete answer of each input line in the outputs of several hosts."""
+    found: dict[int, bytes] = {}
+    for path in paths:
+        content = Path(path).read_bytes()
+        for line in content[: content.rfind(b"\n") + 1].splitlines(keepends=True):
+            for record in _records(line):
+                found.setdefault(record["line"], line)
+    return found
+
+
 def _records(content: bytes) -> Iterator[dict[str, Any]]:
     for line in content.splitlines():
         try:
@@ -150,16 +164,31 @@ def private_output(path: Path, *, append: bool) -> IO[str]:
     return os.fdopen(fd, "w", encoding="utf-8")
 
 
-def journal_path(args: argparse.Namespace) -> Path | None:
-    """The journal's file (None with ``--no-journal``)."""
+def journal_path(args: argparse.Namespace) -> Path | str | None:
+    """The journal's file, or the shared journal's URL (None with ``--no-journal``)."""
     if args.no_journal:
         return None
+    if args.journal and args.journal.startswith(("postgresql://", "postgres://")):
+        return str(args.journal)
     return Path(args.journal) if args.journal else Path(args.out + ".journal")
 
 
-def check_paths(args: argparse.Namespace, journal: Path | None) -> bool:
+def line_key(print_: str, line: int) -> str:
+    """The ``RequestID`` of input line ``line`` on a shared journal: one per line, any host."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"begateway-async:run:{print_}:{line}"))
+
+
+def check_paths(args: argparse.Namespace, journal: Path | str | None) -> bool:
     """Check the files; return whether this run resumes an earlier one."""
     out = Path(args.out)
+    if isinstance(journal, str):  # shared: this host's output is what it resumes
+        if args.force:
+            raise UsageError("--force cannot discard a shared journal; use another --out")
+        if args.input == "-":
+            raise UsageError("a shared journal needs an input file every host reads alike")
+        if not Path(args.input).is_file():
+            raise UsageError(f"no such input file: {args.input}")
+        return out.exists()
     resuming = journal is not None and journal.exists() and not args.force
     if out.exists() and out.stat().st_size > 0 and not args.force and not resuming:
         raise UsageError(f"{args.out} exists and is not empty; pass --force to overwrite it")
