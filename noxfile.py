@@ -83,3 +83,4 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/load.py", *session.posargs)
     session.run("python", "benchmarks/memory.py", *session.posargs)
     session.run("python", "benchmarks/hostile.py")
+    session.run("python", "benchmarks/shared_journal.py")

@@ -52,3 +52,14 @@ def test_memory_benchmark_writes_its_results(tmp_path: Path):
     assert row["pending"] == 50 + 1_000  # the warm-up jobs are pending too
     assert row["traced_bytes_per_job"] > 0
     assert row["sites"]
+
+
+def test_shared_journal_benchmark_writes_its_results(tmp_path: Path):
+    """`shared_journal.py` runs 1, 2 and 4 workers on one PostgreSQL and measures wake-ups."""
+    _run("shared_journal.py", "--jobs", "40", "--wakeups", "5", "--out", str(tmp_path))
+    result = json.loads((tmp_path / "shared_journal.json").read_text())
+    assert [row["workers"] for row in result["throughput"]] == [1, 2, 4]
+    assert all(row["jobs"] == 40 for row in result["throughput"])
+    assert all(row["journal_round_trips_per_job"] >= 3 for row in result["throughput"])
+    assert result["wakeup"]["rounds"] == 5
+    assert result["wakeup"]["polls_by_the_awaiting_worker"] == 0

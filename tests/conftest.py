@@ -14,8 +14,7 @@ import pytest
 import respx
 
 import begateway_async as bga
-import pgserver
-from begateway_async.testing import VirtualClock
+from begateway_async.testing import NoServerError, VirtualClock, postgres_cluster
 from fakes import BASE, SECRET, SHOP_ID
 
 
@@ -71,9 +70,9 @@ def pg_dsn() -> Iterator[str]:
     under ``CI=true`` that is a failure (`.ci/run` installs the server).
     """
     try:
-        with pgserver.cluster() as dsn:
+        with postgres_cluster() as dsn:
             yield dsn
-    except pgserver.NoServerError as exc:
+    except NoServerError as exc:
         if os.environ.get("CI"):
             pytest.fail(f"CI needs the PostgreSQL server: {exc}")
         pytest.skip(f"{exc} (these tests run in CI)")

@@ -13,6 +13,7 @@ from ._books import CARDS
 from ._clock import VirtualClock, settle
 from ._distributions import Distribution, Fixed, FromRequest, LogNormal, Uniform
 from ._faults import Fault, Faults
+from ._postgres import NoServerError, postgres_cluster
 from ._server import SimulatorTransport, run_server, serve, serve_here, spawn
 from ._simulator import DEMO_SHOPS, JobStats, Simulator, Stats, default_processing
 
@@ -26,12 +27,14 @@ __all__ = [
     "FromRequest",
     "JobStats",
     "LogNormal",
+    "NoServerError",
     "Simulator",
     "SimulatorTransport",
     "Stats",
     "Uniform",
     "VirtualClock",
     "default_processing",
+    "postgres_cluster",
     "run_server",
     "serve",
     "serve_here",

@@ -1,9 +1,9 @@
-"""A throwaway PostgreSQL cluster on loopback, for the shared-journal tests.
+"""`postgres_cluster`: a throwaway PostgreSQL cluster on loopback, for tests and benchmarks.
 
-Debian's PostgreSQL refuses to run as root: as root, `initdb` and `pg_ctl`
-run as the ``postgres`` user (``runuser``). Outside CI a machine without the
-server skips those tests, with the reason; under ``CI=true`` that is a
-failure (`.ci/run` installs the server where it is missing).
+It needs the server's binaries (``initdb``, ``pg_ctl``; Debian's package
+``postgresql``). PostgreSQL refuses to run as root: as root, they run as the
+``postgres`` user (``runuser``). The cluster trusts local connections and
+skips fsync: it is for tests only.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["NoServerError", "cluster"]
+__all__ = ["NoServerError", "postgres_cluster"]
 
 
 class NoServerError(RuntimeError):
@@ -42,8 +42,12 @@ def _free_port() -> int:
 
 
 @contextmanager
-def cluster() -> Iterator[str]:
-    """Start a cluster in a temporary directory; yield its DSN; stop and remove it."""
+def postgres_cluster() -> Iterator[str]:
+    """Start a cluster in a temporary directory; yield its DSN; stop and remove it.
+
+    Raises:
+        NoServerError: the server's binaries are not on this machine.
+    """
     bindir = _bindir()
     root = Path(tempfile.mkdtemp(prefix="bga-pg-"))
     data = root / "data"
