@@ -347,3 +347,48 @@ async def test_a_worker_whose_lease_ran_out_drops_its_jobs(
         assert mine.worker is not None  # joined again, as a new worker
         assert await other.claim(10) == []  # and it took nothing back
     assert row(pg_dsn, mine, taken.key)[1:] == (2, None)  # the new owner's, unfinished
+
+
+async def test_a_listener_cut_off_reconnects_and_says_wake_ups_may_be_lost(pg_dsn, pg_journal):
+    """The server drops the listener: one JournalError, then None (check every pending key)."""
+    a = await joined(pg_journal())
+    assert await a.woken(0.01) == []
+    with psycopg.connect(pg_dsn, autocommit=True) as c:
+        c.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = %s",
+            (f"LISTEN {a.schema}_ended",),
+        )
+    with pytest.raises(bga.JournalError):
+        await a.woken(1.0)
+    assert await a.woken(0.01) is None  # reconnected: wake-ups may have been missed
+    assert await a.woken(0.01) == []
+
+
+async def test_after_a_reconnect_every_pending_job_is_checked(
+    open_gateway, router: respx.MockRouter, pg_journal
+):
+    """A wake-up missed while A's listener was away: A checks its pending keys and resolves."""
+    router.post(PAYMENTS).respond(200, json=ack())
+    polls = router.get(RESULT).respond(200, json=transaction())
+    delivered = anyio.Event()
+    away = pg_journal()
+
+    async def reconnected(timeout: float) -> list[str] | None:
+        await delivered.wait()  # the wake-up went out while this listener was away
+        away.woken = hears_nothing  # type: ignore[method-assign]
+        return None
+
+    async def hears_nothing(timeout: float) -> list[str] | None:
+        await anyio.sleep_forever()
+
+    away.woken = reconnected  # type: ignore[method-assign]
+    async with (
+        open_gateway(journal=away, autojump=False) as a,
+        open_gateway(journal=pg_journal(), autojump=False) as b,
+    ):
+        job = await a.submit(payment())
+        await b.deliver(*notification())
+        delivered.set()
+        with anyio.fail_after(10):
+            assert (await job).uid == "u1"
+    assert polls.call_count == 0
