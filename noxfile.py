@@ -36,6 +36,8 @@ def tests(session: nox.Session) -> None:
 def soak(session: nox.Session) -> None:
     """The fault suites, long: thousands of jobs (also with notifications), twenty SIGKILLs.
 
+    Also three hosts on one PostgreSQL journal working 3 000 lines, one of them SIGKILLed.
+
     Also the property tests with 20 000 inputs each (their counts in the statistics).
     """
     session.install("-e", ".[tests]")
@@ -49,6 +51,7 @@ def soak(session: nox.Session) -> None:
         "0",  # one process: the tests add their figures to one report file
         "tests/integration/test_fault_suite.py",
         "tests/integration/test_loopback.py::test_batch_runner_killed_again_and_again_pays_each_line_once",
+        "tests/integration/test_shared_batch.py",
         "tests/integration/test_webhook_races.py::test_every_fault_at_once_with_notifications_still_ends_each_job_once",
         "tests/test_properties.py",
         "--hypothesis-show-statistics",
