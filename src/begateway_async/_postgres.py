@@ -176,10 +176,8 @@ class PostgresJournal:
             c.execute(self._sql.forget_workers)
             return alive
 
-        alive = await self._run(beat)
-        if not alive:
-            self._epochs.clear()
-        return alive
+        # A lost lease keeps the epochs: a poll still out then writes nothing (`LeaseLost`).
+        return await self._run(beat)
 
     async def claim(self, limit: int) -> list[JournalEntry]:
         """Take up to ``limit`` entries that are nobody's or a dead worker's, oldest first."""
