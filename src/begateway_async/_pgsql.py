@@ -124,7 +124,9 @@ class Statements:
         # First writer wins; a stale owner (an older epoch) writes nothing.
         self.finish = (
             f"UPDATE {s}.entries SET {set_outcome} WHERE key = %s AND outcome IS NULL "
-            "AND (%s::bigint IS NULL OR epoch = %s) RETURNING 1"
+            # Without a known epoch (a job resumed from its token): only this worker's or nobody's.
+            "AND (epoch = %s OR (%s::bigint IS NULL AND (owner IS NULL OR owner = %s))) "
+            "RETURNING 1"
         )
         self.finish_any = f"UPDATE {s}.entries SET {set_outcome} WHERE key = %s AND outcome IS NULL"
         self.outcome_of = f"SELECT key, {_OUTCOME} FROM {s}.entries WHERE key = %s"

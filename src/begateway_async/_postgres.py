@@ -266,7 +266,8 @@ class PostgresJournal:
         epoch = self._epochs.get(key)
 
         def finish(c: Any) -> JournalOutcome | None:
-            done = c.execute(self._sql.finish, (*q.outcome_values(outcome), key, epoch, epoch))
+            values = (*q.outcome_values(outcome), key, epoch, epoch, self.worker)
+            done = c.execute(self._sql.finish, values)
             if done.fetchone() is not None:
                 return None
             row = c.execute(self._sql.outcome_of, (key,)).fetchone()
@@ -277,10 +278,15 @@ class PostgresJournal:
                 raise LeaseLost(f"the entry {key} is another worker's now")
             return standing
 
+        # The epoch is dropped once the entry is settled, or known to be another's; a
+        # failed write keeps it, so the retry is fenced as the first attempt was.
         try:
-            return await self._run(finish)
-        finally:
+            standing = await self._run(finish)
+        except LeaseLost:
             self._epochs.pop(key, None)
+            raise
+        self._epochs.pop(key, None)
+        return standing
 
     async def unfinished(self, gateway: str, shop_id: str) -> list[JournalEntry]:
         """Claim the entries of this gateway and shop that no live worker holds, oldest first."""

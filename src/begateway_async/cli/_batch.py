@@ -354,7 +354,7 @@ class Options:
     total: int | None
     timeout: float | None
     concurrency: int
-    journal: str | None
+    journal: str | None = attrs.field(repr=False)  # a DSN may carry a password
     earlier_failures: bool
     print_: str
     retry_refused: bool
