@@ -217,8 +217,9 @@ class Gateway(Operations):
             self._state = "closed"
             self._tg.cancel_scope.cancel()
             try:
-                # The group holds only the poll loop: the caller's own
-                # exception, if any, propagates as it is, not wrapped.
+                # The group holds only the library's loops (polls; the shared
+                # journal's heartbeat and wake-ups): the caller's own exception,
+                # if any, propagates as it is, not wrapped.
                 await self._tg.__aexit__(None, None, None)
             finally:
                 self._tg = None

@@ -209,6 +209,11 @@ def test_bad_arguments_name_the_field():
 # --- Gateways on one journal ---------------------------------------------------------------
 
 
+async def hears_nothing(timeout: float) -> list[str] | None:
+    """A listener that hears no wake-up (stands in for `PostgresJournal.woken`)."""
+    await anyio.sleep_forever()
+
+
 def notification(tracking_id: str = "order-42") -> tuple[bytes, dict[str, str]]:
     credentials = base64.b64encode(f"{SHOP_ID}:{SECRET}".encode()).decode()
     body = json.dumps(transaction(tracking_id=tracking_id)).encode()
@@ -247,9 +252,6 @@ async def test_a_missed_wake_up_is_caught_by_the_next_poll(
     router.post(PAYMENTS).respond(200, json=ack())
     polls = router.get(RESULT).respond(200, json=transaction(status="failed", message="late"))
     deaf = pg_journal()
-
-    async def hears_nothing(timeout: float) -> list[str] | None:
-        await anyio.sleep_forever()
 
     deaf.woken = hears_nothing  # type: ignore[method-assign]
     async with (
@@ -377,9 +379,6 @@ async def test_after_a_reconnect_every_pending_job_is_checked(
         await delivered.wait()  # the wake-up went out while this listener was away
         away.woken = hears_nothing  # type: ignore[method-assign]
         return None
-
-    async def hears_nothing(timeout: float) -> list[str] | None:
-        await anyio.sleep_forever()
 
     away.woken = reconnected  # type: ignore[method-assign]
     async with (
