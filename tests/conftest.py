@@ -92,4 +92,4 @@ def pg_journal(pg_dsn: str) -> Iterator[Callable[..., bga.PostgresJournal]]:
 
     yield factory
     for journal in made:
-        journal._close()
+        journal.close()

@@ -91,6 +91,9 @@ class Gateway(Operations):
             for a notification that does not come (e.g. ``PollPolicy(first_delay=30,
             adaptive=False)``: about one request per job instead of four).
             None (the default) polls them like the others.
+        on_take_over: on a shared journal (`PostgresJournal`), called with each
+            job this worker takes over from another (a dead or closed worker's
+            entry) once it is under way: nobody awaits it otherwise.
     """
 
     def __init__(
@@ -112,6 +115,7 @@ class Gateway(Operations):
         journal: Journal | str | os.PathLike[str] | None = None,
         webhook_key: str | bytes | None = None,
         webhook_poll: PollPolicy | None = None,
+        on_take_over: Callable[[Job[Any]], object] | None = None,
     ) -> None:
         self.base_url = validate_base_url(base_url, allow_insecure_http=allow_insecure_http)
         check_arguments(
@@ -135,6 +139,7 @@ class Gateway(Operations):
         self._transport = transport
         self._state: Literal["new", "open", "closed"] = "new"
         self._tg: anyio.abc.TaskGroup | None = None
+        self._on_take_over = on_take_over
         self._wire(secret_key, random.Random() if rng is None else rng, Timebase(clock))  # noqa: S311 - jitter
 
     def _wire(self, secret_key: str, rng: random.Random, timebase: Timebase) -> None:
@@ -165,7 +170,7 @@ class Gateway(Operations):
         )  # fmt: skip
         self._sharing = (
             Sharing(self.journal, tracker=self._tracker, recovery=self._recovery,
-                    submitter=self._submitter)
+                    submitter=self._submitter, on_take_over=self._on_take_over)
             if isinstance(self.journal, SharedJournal) else None
         )  # fmt: skip
         self._follower = Follower(self._tracker, timebase, rng)
@@ -176,10 +181,8 @@ class Gateway(Operations):
         )  # fmt: skip
 
     def __repr__(self) -> str:
-        return (
-            f"<Gateway {self.base_url} shop_id={self.shop_id!r} {self._state} "
-            f"pending={len(self._tracker.registry)}>"
-        )
+        pending = len(self._tracker.registry)
+        return f"<Gateway {self.base_url} shop_id={self.shop_id!r} {self._state} {pending=}>"
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -192,7 +195,13 @@ class Gateway(Operations):
                 state=self._state,
             )
         if self._sharing is not None:
-            await self._sharing.join()  # a journal it cannot reach: nothing opened yet
+            try:
+                await self._sharing.join()  # a journal it cannot reach: nothing opened yet
+            except BaseException:
+                if self._owns_journal:
+                    with anyio.CancelScope(shield=True):
+                        await self.journal.aclose()
+                raise
         self._http.open()
         tg = anyio.create_task_group()
         await tg.__aenter__()
@@ -217,9 +226,8 @@ class Gateway(Operations):
             self._state = "closed"
             self._tg.cancel_scope.cancel()
             try:
-                # The group holds only the library's loops (polls; the shared
-                # journal's heartbeat and wake-ups): the caller's own exception,
-                # if any, propagates as it is, not wrapped.
+                # The group holds only the library's loops (polls, heartbeat, wake-ups):
+                # the caller's own exception, if any, propagates as it is, not wrapped.
                 await self._tg.__aexit__(None, None, None)
             finally:
                 self._tg = None
@@ -261,12 +269,12 @@ class Gateway(Operations):
     ) -> Job[T]:
         """Send a request in async mode and return its `Job` once the gateway acknowledged it.
 
-        The body goes to ``/async`` + the operation's path, wrapped in
-        ``{"request": {...}}``, with a ``RequestID`` header minted once per
-        call. When the outcome is unknown (timeout, dropped connection, 5xx
-        without a JSON error) it is re-sent with the same ``RequestID``, at
-        most ``limits.submit_attempts`` times in all: the gateway processes a
-        key once. The intent is journalled before the first send.
+        The body goes to ``/async`` + the operation's path, with a
+        ``RequestID`` header minted once per call. When the outcome is
+        unknown (timeout, dropped connection, 5xx without a JSON error) it is
+        re-sent with the same ``RequestID``, at most ``limits.submit_attempts``
+        times in all: the gateway processes a key once. The intent is
+        journalled before the first send.
 
         Args:
             request: any operation, e.g. `Payment` or `Refund`.
@@ -323,7 +331,9 @@ class Gateway(Operations):
           result; none means the submit never created one (`JobLost`).
 
         A submit that fails again ends its own job with the error; the others
-        go on. Jobs already polled here are returned as they are.
+        go on. Jobs already polled here are returned as they are; a submit
+        being sent now is left to its sender. On a shared journal: this
+        worker's unfinished entries, and those no live worker holds.
 
         Returns:
             The jobs, oldest first; `Job.tag` carries each submit's tag.
@@ -361,9 +371,8 @@ class Gateway(Operations):
     def as_completed(self, jobs: Iterable[Job[T]]) -> AsCompleted[T]:
         """The given jobs as they finish, in finishing order: ``async for job in ...``.
 
-        Each yielded job is done: ``await job`` returns its result or raises
-        its error at once. Jobs already done come first. A loop may stop
-        early: nothing is left to clean up (see `AsCompleted`).
+        Each yielded job is done (``await job`` returns or raises at once);
+        jobs done already come first. A loop may stop early (see `AsCompleted`).
         """
         return AsCompleted(jobs)
 
@@ -382,12 +391,9 @@ class Gateway(Operations):
         Then `follow` calls waiting on the transaction's uid are woken if its
         status is final.
 
-        A notification matches a job when exactly one pending job has the
-        transaction's tracking id and an operation of its type, the
-        transaction was not created before that job's submit, and its uid
-        did not already end another job. When several jobs share a tracking
-        id, none is resolved by the notification (their polls settle them):
-        give every submit its own tracking id to have notifications end jobs.
+        It matches the one pending job with its tracking id and an operation
+        of its type, submitted before it was created, unless its uid ended
+        another job; jobs sharing a tracking id are left to their polls.
 
         Args:
             body: the raw request body, exactly as received.
@@ -419,9 +425,8 @@ class Gateway(Operations):
         id (the newest of its type), then by the uid learnt (a notification
         can wake only a follow that knew the uid). They run on ``poll``'s
         backoff (`FOLLOW_POLICY` by default: 5 s, then 1.5 times longer each
-        time, at most a minute apart). Nothing is sent when a notification
-        comes first. The queries are the library's own: not journalled, and
-        they take no submit slot.
+        time, at most a minute apart), not journalled and taking no submit
+        slot; nothing is sent when a notification comes first.
 
         Args:
             transaction: the transaction to follow (a final one is returned as it is).

@@ -3,7 +3,9 @@
 Tables (in the journal's schema): ``workers`` (one row per live Gateway,
 with its lease), ``entries`` (one per submit, with its owner and the epoch
 of that owner's claim), ``notifications``, and ``meta`` (the schema's
-version). Every time the statements compare is ``now()``, the database's.
+version). Every time the statements compare is ``clock_timestamp()``, the
+database's clock as it reads when the statement runs (not ``now()``, which
+stays at its transaction's start).
 """
 
 from __future__ import annotations
@@ -18,6 +20,12 @@ __all__ = ["VERSION", "Statements"]
 
 #: The schema's version: a newer one is migrated to on first use.
 VERSION: Final = 1
+#: The lease of a worker a claim found dead: no heartbeat renews it any more.
+_DEAD: Final = "'-infinity'"
+#: Ends that are the gateway's own answers: any worker holding one may record it first.
+#: Every other end (not sent, lost, expired, ...) is a worker's own conclusion, written
+#: only under the claim it was reached in (the entry's current epoch).
+ANSWERS: Final = ("result", "failed", "rejected")
 
 _ENTRY: Final = (
     "key, gateway, shop_id, operation, method, path, body, headers, tracking_id, tag, created_at, "
@@ -25,10 +33,10 @@ _ENTRY: Final = (
     "finished_at"
 )
 _OUTCOME: Final = "outcome, status_code, answer, error, message, finished_at"
-#: An entry is claimable when nobody holds it or its owner's lease ran out.
+#: An entry is claimable when nobody holds it, or its owner was found dead (or is gone).
 _CLAIMABLE: Final = (
     "(e.owner IS NULL OR NOT EXISTS (SELECT 1 FROM {s}.workers w "
-    "WHERE w.id = e.owner AND w.lease_until > now()))"
+    f"WHERE w.id = e.owner AND w.lease_until <> {_DEAD}))"
 )
 
 
@@ -68,30 +76,55 @@ class Statements:
                 ON {s}.notifications (gateway, shop_id, uid) WHERE key IS NOT NULL""",
             f"UPDATE {s}.meta SET version = {VERSION} WHERE version < {VERSION}",
         )
+        # Whether the schema is current: then nothing of `schema` runs.
+        self.current = (
+            f"SELECT to_regclass('{s}.meta') IS NOT NULL",
+            f"SELECT version >= {VERSION} FROM {s}.meta",
+        )
         self.join = (
             f"INSERT INTO {s}.workers (id, gateway, shop_id, host, lease_until) "
-            "VALUES (%s, %s, %s, %s, now() + make_interval(secs => %s))"
+            "VALUES (%s, %s, %s, %s, clock_timestamp() + make_interval(secs => %s))"
         )
         self.heartbeat = (
-            f"UPDATE {s}.workers SET lease_until = now() + make_interval(secs => %s) "
-            "WHERE id = %s AND lease_until > now() RETURNING 1"
+            f"UPDATE {s}.workers SET lease_until = clock_timestamp() + make_interval(secs => %s) "
+            "WHERE id = %s AND lease_until > clock_timestamp() RETURNING 1"
         )
         # Rows of workers dead for a day say nothing any more.
         self.forget_workers = (
-            f"DELETE FROM {s}.workers WHERE lease_until < now() - interval '1 day'"
+            f"DELETE FROM {s}.workers WHERE lease_until < clock_timestamp() - interval '1 day'"
+        )
+        # A claim first marks the workers whose lease ran out as dead, under their rows'
+        # locks: a heartbeat under way is waited for (and then stands), a later one
+        # renews nothing. Their entries are then claimable.
+        self.bury = (
+            f"UPDATE {s}.workers SET lease_until = {_DEAD} WHERE gateway = %s AND shop_id = %s "
+            f"AND lease_until <= clock_timestamp() AND lease_until <> {_DEAD}"
+        )
+        # This worker's lease, its row locked until the transaction ends: nobody marks
+        # it dead meanwhile (an intent or a claim is made only under a live lease).
+        self.alive = (
+            f"SELECT 1 FROM {s}.workers WHERE id = %s AND lease_until > clock_timestamp() FOR SHARE"
         )
         claimable = _CLAIMABLE.format(s=s)
+        returned = ", ".join("e." + c for c in _ENTRY.split(", "))
         self.claim = f"""
             WITH c AS (
                 SELECT e.key FROM {s}.entries e
                 WHERE e.gateway = %s AND e.shop_id = %s AND e.outcome IS NULL AND {claimable}
-                  AND EXISTS (SELECT 1 FROM {s}.workers me
-                              WHERE me.id = %s AND me.lease_until > now())
                 ORDER BY e.created_at LIMIT %s
                 FOR UPDATE OF e SKIP LOCKED)
-            UPDATE {s}.entries e SET owner = %s, epoch = e.epoch + 1, claimed_at = now()
+            UPDATE {s}.entries e SET owner = %s, epoch = e.epoch + 1,
+                claimed_at = clock_timestamp()
             FROM c WHERE e.key = c.key
-            RETURNING {", ".join("e." + c for c in _ENTRY.split(", "))}, e.epoch"""
+            RETURNING {returned}, e.epoch"""
+        self.own = (
+            f"SELECT {returned}, e.epoch FROM {s}.entries e WHERE e.gateway = %s "
+            "AND e.shop_id = %s AND e.outcome IS NULL AND e.owner = %s ORDER BY e.created_at"
+        )
+        self.hand_back = (
+            f"UPDATE {s}.entries SET owner = NULL WHERE key = %s AND owner = %s "
+            "AND outcome IS NULL AND (epoch = %s OR %s::bigint IS NULL)"
+        )
         self.release = (
             f"UPDATE {s}.entries SET owner = NULL WHERE owner = %s AND outcome IS NULL",
             f"DELETE FROM {s}.workers WHERE id = %s",
@@ -109,8 +142,8 @@ class Statements:
             # The same key again: this worker's already, or taken (nobody's, a dead
             # worker's) with a new epoch; a live worker's unfinished entry stays its.
             "ON CONFLICT (key) DO UPDATE SET owner = EXCLUDED.owner, epoch = e.epoch + 1, "
-            "claimed_at = now() WHERE e.outcome IS NULL AND (e.owner = EXCLUDED.owner OR "
-            f"{claimable}) RETURNING epoch, (xmax = 0) AS inserted"
+            "claimed_at = clock_timestamp() WHERE e.outcome IS NULL "
+            f"AND (e.owner = EXCLUDED.owner OR {claimable}) RETURNING epoch, (xmax = 0) AS inserted"
         )
         self.standing = f"SELECT outcome IS NULL FROM {s}.entries WHERE key = %s"
         self.acknowledged = (
@@ -121,14 +154,17 @@ class Statements:
             "body = NULL, outcome = %s, status_code = %s, answer = %s, error = %s, "
             "message = %s, finished_at = %s"
         )
-        # First writer wins; a stale owner (an older epoch) writes nothing.
+        # First writer wins; a stale owner (an older epoch) writes no conclusion of its own.
         self.finish = (
             f"UPDATE {s}.entries SET {set_outcome} WHERE key = %s AND outcome IS NULL "
             # Without a known epoch (a job resumed from its token): only this worker's or nobody's.
             "AND (epoch = %s OR (%s::bigint IS NULL AND (owner IS NULL OR owner = %s))) "
             "RETURNING 1"
         )
-        self.finish_any = f"UPDATE {s}.entries SET {set_outcome} WHERE key = %s AND outcome IS NULL"
+        # The gateway's own answers: whoever holds one first.
+        self.finish_any = (
+            f"UPDATE {s}.entries SET {set_outcome} WHERE key = %s AND outcome IS NULL RETURNING 1"
+        )
         self.outcome_of = f"SELECT key, {_OUTCOME} FROM {s}.entries WHERE key = %s"
         self.outcomes = f"SELECT key, {_OUTCOME} FROM {s}.entries WHERE key = ANY(%s)"
         self.entries = (

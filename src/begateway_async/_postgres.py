@@ -1,49 +1,38 @@
 """`PostgresJournal`: one journal for several workers, on PostgreSQL (extra ``postgres``).
 
-It runs psycopg 3's synchronous API in worker threads, under the journal's
-own capacity limiter, as `SQLiteJournal` runs `sqlite3`: the only set-up that
-works under asyncio and Trio alike (psycopg's async connection and asyncpg
-need an asyncio loop). The SQL lives in `_pgsql`; every time in it is the
-database's clock (``now()``), never a worker's.
+The connections and their threads are `_pgdb`'s; the SQL lives in `_pgsql`,
+and every time in it is the database's clock, never a worker's.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import socket
-import threading
+import time
 import uuid
-from collections.abc import Callable, Sequence
-from typing import Any, Final, TypeVar
+from collections.abc import Sequence
+from typing import Any, Final
 
 import anyio
 
 from . import _pgsql as q
 from ._errors import InvalidRequest
-from ._records import JournalEntry, JournalError, JournalNotification, JournalOutcome
+from ._pgdb import Database
+from ._records import JournalEntry, JournalNotification, JournalOutcome
 from ._shared import DuplicateIntent, LeaseLost, NotificationMatch
 
 __all__ = ["PostgresJournal"]
 
-T = TypeVar("T")
 _SCHEMA_NAME: Final = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 #: Seconds a lease may last; connections at least (one is the listener's).
 MIN_LEASE: Final = 1.0
 MAX_LEASE: Final = 3600.0
-MIN_POOL: Final = 2
-
-
-def _psycopg() -> Any:
-    try:
-        import psycopg  # noqa: PLC0415 - an optional extra
-        import psycopg_pool  # noqa: PLC0415
-    except ImportError:
-        raise JournalError(
-            'PostgresJournal needs psycopg: pip install "begateway-async[postgres]"'
-        ) from None
-    return psycopg, psycopg_pool
+#: Connections at least: one for the listener, one for the heartbeat, one for the rest.
+MIN_POOL: Final = 3
+DEFAULT_CONNECT_TIMEOUT: Final = 10.0
+#: Entries one claim takes at most.
+CLAIM_BATCH: Final = 500
 
 
 class PostgresJournal:
@@ -67,7 +56,9 @@ class PostgresJournal:
         schema: the PostgreSQL schema of the tables (created if missing).
         lease: seconds a worker's lease lasts without a heartbeat.
         pool_size: connections (and worker threads) at most.
-        connect_timeout: seconds to wait for a connection before failing.
+        connect_timeout: seconds to wait for a connection before failing:
+            less than a third of the lease (a heartbeat must not wait longer);
+            by default 10 s, or a quarter of the lease if that is shorter.
         one_intent_per_tracking_id: refuse (`DuplicateIntent`) a submit
             whose operation and tracking id another entry already has
             (unless that one was refused or never sent).
@@ -80,7 +71,7 @@ class PostgresJournal:
         schema: str = "begateway",
         lease: float = 30.0,
         pool_size: int = 8,
-        connect_timeout: float = 10.0,
+        connect_timeout: float | None = None,
         one_intent_per_tracking_id: bool = False,
     ) -> None:
         if not isinstance(dsn, str) or not dsn:
@@ -89,68 +80,47 @@ class PostgresJournal:
             raise InvalidRequest("schema", "must be a lower-case SQL name ([a-z_][a-z0-9_]*)")
         if not isinstance(lease, int | float) or not MIN_LEASE <= lease <= MAX_LEASE:
             raise InvalidRequest("lease", f"must be between {MIN_LEASE} and {MAX_LEASE} seconds")
+        if connect_timeout is None:
+            connect_timeout = min(DEFAULT_CONNECT_TIMEOUT, lease / 4)
         if not isinstance(connect_timeout, int | float) or connect_timeout <= 0:
             raise InvalidRequest("connect_timeout", "must be a positive number of seconds")
+        if connect_timeout >= lease / 3:
+            # A heartbeat waiting longer than a third of the lease would lose it.
+            raise InvalidRequest("connect_timeout", "must be less than a third of the lease")
         if not isinstance(pool_size, int) or pool_size < MIN_POOL:
             raise InvalidRequest("pool_size", f"must be an int of at least {MIN_POOL}")
         self.lease = float(lease)
         self.schema = schema
-        self._dsn = dsn
-        self._where = _where(dsn)
         self._guard = one_intent_per_tracking_id
-        self._connect_timeout = float(connect_timeout)
-        # libpq counts whole seconds, and 0 would mean no limit at all.
-        self._libpq_timeout = max(1, math.ceil(connect_timeout))
         self._sql = q.Statements(schema)
-        self._limiter = anyio.CapacityLimiter(pool_size - 1)  # one connection is the listener's
-        self._pool_size = pool_size
-        self._pool: Any = None
-        self._pool_lock = threading.Lock()
-        self._listener: Any = None
-        self._listen_lock = threading.Lock()
+        self._db = Database(
+            dsn,
+            pool_size=pool_size - 2,  # the listener and the heartbeat have their own
+            connect_timeout=connect_timeout,
+            dead_after=self.lease / 3,
+            migrate=self._migrate,
+        )
+        self._run = self._db.run
+        self._listener = self._db.link(setup=(self._sql.listen,))
+        self._beats = self._db.link()
+        self._probed = 0.0
         self.worker: str | None = None
         self._scope: tuple[str, str] | None = None
         self._epochs: dict[str, int] = {}
 
     def __repr__(self) -> str:
-        return f"<PostgresJournal {self._where} schema={self.schema} worker={self.worker}>"
+        return f"<PostgresJournal {self._db.where} schema={self.schema} worker={self.worker}>"
 
-    # --- threads and connections -----------------------------------------------------
-
-    def _connection_pool(self) -> Any:
-        with self._pool_lock:
-            if self._pool is None:
-                _, psycopg_pool = _psycopg()
-                pool = psycopg_pool.ConnectionPool(
-                    self._dsn,
-                    min_size=1,
-                    max_size=self._pool_size - 1,
-                    open=False,
-                    timeout=self._connect_timeout,
-                    kwargs={"autocommit": True, "connect_timeout": self._libpq_timeout},
-                )
-                try:
-                    pool.open(wait=True, timeout=self._connect_timeout)
-                    with pool.connection() as connection, connection.transaction():
-                        for statement in self._sql.schema:
-                            connection.execute(statement)
-                except BaseException:
-                    pool.close()
-                    raise
-                self._pool = pool
-            return self._pool
-
-    def _transaction(self, work: Callable[[Any], T]) -> T:
-        with self._connection_pool().connection() as connection, connection.transaction():
-            return work(connection)
-
-    async def _run(self, work: Callable[[Any], T]) -> T:
-        try:
-            return await anyio.to_thread.run_sync(self._transaction, work, limiter=self._limiter)
-        except JournalError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - psycopg's errors, the pool's timeout
-            raise JournalError(f"PostgreSQL at {self._where}: {_said(exc)}") from None
+    def _migrate(self, connection: Any) -> None:
+        """Create the schema, or bring it up to date, unless it is current."""
+        exists, current = self._sql.current
+        if connection.execute(exists).fetchone()[0]:
+            row = connection.execute(current).fetchone()
+            if row is not None and row[0]:
+                return
+        with connection.transaction():
+            for statement in self._sql.schema:
+                connection.execute(statement)
 
     # --- worker and lease ------------------------------------------------------------
 
@@ -162,13 +132,17 @@ class PostgresJournal:
             lambda c: c.execute(self._sql.join, (worker, gateway, shop_id, host, self.lease))
         )
         self.worker, self._scope = worker, (gateway, shop_id)
-        try:  # listening from now on: what ends elsewhere from here wakes this worker
-            await anyio.to_thread.run_sync(self._connect_listener)
-        except Exception as exc:  # noqa: BLE001 - psycopg's errors
-            raise JournalError(f"PostgreSQL at {self._where}: {_said(exc)}") from None
+        self._listener.open()
+        self._beats.open()
+        # Listening from now on: what ends elsewhere from here wakes this worker.
+        await self._db.on_link(self._listener, lambda _: None)
 
     async def heartbeat(self) -> bool:
-        """Renew the lease; False if it had run out (then join again)."""
+        """Renew the lease; False if it had run out (then join again).
+
+        The heartbeat has a connection of its own: a pool busy with long
+        queries does not hold it up.
+        """
         worker = self.worker
 
         def beat(c: Any) -> bool:
@@ -176,42 +150,59 @@ class PostgresJournal:
             c.execute(self._sql.forget_workers)
             return alive
 
-        # A lost lease keeps the epochs: a poll still out then writes nothing (`LeaseLost`).
-        return await self._run(beat)
+        alive, _ = await self._db.on_link(self._beats, beat)
+        if not alive:
+            # Every job of the lost lease is dropped: nothing of theirs is written any more.
+            self._epochs.clear()
+        return alive
 
     async def claim(self, limit: int) -> list[JournalEntry]:
-        """Take up to ``limit`` entries that are nobody's or a dead worker's, oldest first."""
+        """Take up to ``limit`` entries that are nobody's or a dead worker's, oldest first.
+
+        Workers whose lease ran out are marked dead first (a heartbeat of
+        theirs renews nothing after that); nothing is claimed under a lease
+        that ran out.
+        """
         gateway, shop_id = self._joined()
-        rows = await self._run(
-            lambda c: c.execute(
-                self._sql.claim, (gateway, shop_id, self.worker, limit, self.worker)
-            ).fetchall()
-        )
-        entries = sorted((q.entry(row[:-1]) for row in rows), key=lambda e: e.created_at)
+        worker = self.worker
+
+        def claim(c: Any) -> Any:
+            if c.execute(self._sql.alive, (worker,)).fetchone() is None:
+                return []  # the heartbeat finds out, and joins again
+            c.execute(self._sql.bury, (gateway, shop_id))
+            return c.execute(self._sql.claim, (gateway, shop_id, limit, worker)).fetchall()
+
+        return self._taken(await self._run(claim))
+
+    def _taken(self, rows: list[Any]) -> list[JournalEntry]:
         self._epochs.update((row[0], row[-1]) for row in rows)
-        return entries
+        return sorted((q.entry(row[:-1]) for row in rows), key=lambda e: e.created_at)
+
+    async def hand_back(self, key: str) -> None:
+        """Give up this worker's entry ``key``: any live worker claims it at its next beat."""
+        epoch, worker = self._epochs.pop(key, None), self.worker
+        await self._run(lambda c: c.execute(self._sql.hand_back, (key, worker, epoch, epoch)))
 
     async def release(self) -> None:
         """Hand this worker's unfinished entries back, leave, and stop listening."""
-        if self.worker is not None:
-            worker = self.worker
-            await self._run(lambda c: [c.execute(s, (worker,)) for s in self._sql.release])
-            self.worker = None
-            self._epochs.clear()
-        await self._stop_listening()
+        try:
+            if self.worker is not None:
+                worker = self.worker
+                await self._run(lambda c: [c.execute(s, (worker,)) for s in self._sql.release])
+                self.worker = None
+                self._epochs.clear()
+        finally:
+            await self._stop_listening()
 
     async def _stop_listening(self) -> None:
         with anyio.CancelScope(shield=True):
-            if self._listener is not None and self._pool is not None:
-                # Wake the listener at once (an empty payload), rather than after its timeout.
-                await self._run(lambda c: c.execute(self._sql.wake, (self._sql.channel, "")))
-            await anyio.to_thread.run_sync(self._close_listener)
-
-    def _close_listener(self) -> None:
-        with self._listen_lock:
-            if self._listener is not None:
-                self._listener.close()
-                self._listener = None
+            try:
+                if self._listener.connected and self._db.started:
+                    # Wake the listener at once (an empty payload), rather than after its wait.
+                    await self._run(lambda c: c.execute(self._sql.wake, (self._sql.channel, "")))
+            finally:
+                await anyio.to_thread.run_sync(self._listener.close)
+                await anyio.to_thread.run_sync(self._beats.close)
 
     def _joined(self) -> tuple[str, str]:
         if self._scope is None or self.worker is None:
@@ -225,6 +216,8 @@ class PostgresJournal:
         e = entry
 
         def insert(c: Any) -> int:
+            if c.execute(self._sql.alive, (self.worker,)).fetchone() is None:
+                raise LeaseLost("this worker's lease ran out; nothing was sent")
             guarded = self._guard and e.tracking_id is not None
             if guarded:
                 lock = q.lock_key(e.gateway, e.shop_id, e.tracking_id or "")
@@ -260,14 +253,23 @@ class PostgresJournal:
     async def finished(self, key: str, outcome: JournalOutcome) -> JournalOutcome | None:
         """Record ``outcome`` unless one is on record; None if it was, else the one that stands.
 
+        The gateway's own answers (a result, a one-shot error body, a
+        refusal) are recorded by whichever worker holds one first. Any
+        other end (not sent, lost, expired) is this worker's conclusion, and
+        is recorded only under the claim it was reached in.
+
         Raises:
-            LeaseLost: another worker claimed the entry since, and it has no outcome yet.
+            LeaseLost: the end is this worker's conclusion, and another worker
+                claimed the entry since (it has no outcome yet).
         """
-        epoch = self._epochs.get(key)
+        epoch, answer = self._epochs.get(key), outcome.kind in q.ANSWERS
 
         def finish(c: Any) -> JournalOutcome | None:
-            values = (*q.outcome_values(outcome), key, epoch, epoch, self.worker)
-            done = c.execute(self._sql.finish, values)
+            values = (*q.outcome_values(outcome), key)
+            if answer:
+                done = c.execute(self._sql.finish_any, values)
+            else:
+                done = c.execute(self._sql.finish, (*values, epoch, epoch, self.worker))
             if done.fetchone() is not None:
                 return None
             row = c.execute(self._sql.outcome_of, (key,)).fetchone()
@@ -289,13 +291,19 @@ class PostgresJournal:
         return standing
 
     async def unfinished(self, gateway: str, shop_id: str) -> list[JournalEntry]:
-        """Claim the entries of this gateway and shop that no live worker holds, oldest first."""
+        """This worker's unfinished entries, and those it claims now, oldest first.
+
+        What this worker holds, it is given again (as `SQLiteJournal` gives
+        every unfinished entry); what no live worker holds, it claims.
+        """
         if self._scope != (gateway, shop_id):
             return []
-        claimed: list[JournalEntry] = []
-        while batch := await self.claim(500):
-            claimed += batch
-        return claimed
+        worker = self.worker
+        scope = (gateway, shop_id, worker)
+        own = self._taken(await self._run(lambda c: c.execute(self._sql.own, scope).fetchall()))
+        while batch := await self.claim(CLAIM_BATCH):
+            own += batch
+        return sorted(own, key=lambda e: e.created_at)
 
     async def entries(self, gateway: str, shop_id: str) -> list[JournalEntry]:
         """Every entry of this gateway and shop, oldest first."""
@@ -340,76 +348,51 @@ class PostgresJournal:
                 c.execute(sql.wake, (sql.channel, key))
             return key
 
-        return await self._run(deliver)
+        key = await self._run(deliver)
+        if key is not None:
+            self._epochs.pop(key, None)
+        return key
 
     async def woken(self, timeout: float) -> list[str] | None:
-        """Keys ended elsewhere (``NOTIFY``), waiting up to ``timeout``; None after a reconnect."""
-        try:
-            return await anyio.to_thread.run_sync(self._listen, timeout, abandon_on_cancel=True)
-        except Exception as exc:  # noqa: BLE001 - psycopg's errors
-            raise JournalError(f"PostgreSQL at {self._where}: {_said(exc)}") from None
+        """Keys ended elsewhere (``NOTIFY``), waiting up to ``timeout``; None after a reconnect.
 
-    def _connect_listener(self) -> bool:
-        """Connect the listener if it is not; True if it was not (wake-ups may be missed)."""
-        with self._listen_lock:
-            if self._listener is not None:
-                return False
-            psycopg, _ = _psycopg()
-            listener = psycopg.connect(
-                self._dsn, autocommit=True, connect_timeout=self._libpq_timeout
-            )
-            listener.execute(self._sql.listen)
-            self._listener = listener
-            return True
+        A listener that heard nothing for a third of the lease asks the
+        server a trivial query: a connection whose peer is gone then fails
+        (within the TCP user timeout) and is connected again.
+        """
+        keys, fresh = await self._db.on_link(self._listener, lambda c: self._listen(c, timeout))
+        return None if fresh else keys
 
-    def _listen(self, timeout: float) -> list[str] | None:
-        if self._connect_listener():
-            return None
-        with self._listen_lock:
-            if self._listener is None:  # closed meanwhile
-                return []
-            try:
-                # Back with the first batch that arrives (every one already received).
-                found = self._listener.notifies(timeout=timeout, stop_after=1)
-                # An empty payload only wakes the listener (the journal closes).
-                return [n.payload for n in found if n.payload]
-            except Exception:
-                self._listener.close()
-                self._listener = None
-                raise
+    def _listen(self, connection: Any, timeout: float) -> list[str]:
+        # Back with the first batch that arrives (every one already received).
+        found = connection.notifies(timeout=timeout, stop_after=1)
+        if found:
+            self._probed = time.monotonic()
+        elif time.monotonic() - self._probed > self.lease / 3:
+            connection.execute("SELECT 1")
+            self._probed = time.monotonic()
+        # An empty payload only wakes the listener (the journal closes).
+        return [n.payload for n in found if n.payload]
 
     async def outcomes(self, keys: Sequence[str]) -> dict[str, JournalOutcome]:
         """The recorded outcomes of those of ``keys`` that have one."""
         rows = await self._run(lambda c: c.execute(self._sql.outcomes, (list(keys),)).fetchall())
         found = {row[0]: q.outcome(row[1:]) for row in rows}
-        return {key: outcome for key, outcome in found.items() if outcome is not None}
+        ended = {key: outcome for key, outcome in found.items() if outcome is not None}
+        for key in ended:  # ended: nothing of this worker's is written for it any more
+            self._epochs.pop(key, None)
+        return ended
 
     async def aclose(self) -> None:
-        """Close the listener and the pool (every write is committed already)."""
+        """Close the listener, the heartbeat's connection and the pool (all is committed)."""
         with anyio.CancelScope(shield=True):
-            await self._stop_listening()
-            await anyio.to_thread.run_sync(self._close)
+            try:
+                await self._stop_listening()
+            finally:
+                await self._db.aclose()
 
-    def _close(self) -> None:
-        self._close_listener()
-        with self._pool_lock:
-            if self._pool is not None:
-                self._pool.close()
-                self._pool = None
-
-
-def _where(dsn: str) -> str:
-    """``host:port/dbname`` of a DSN (never its password)."""
-    try:
-        from psycopg.conninfo import conninfo_to_dict  # noqa: PLC0415 - an optional extra
-
-        info = conninfo_to_dict(dsn)
-    except Exception:  # noqa: BLE001 - no psycopg, or a DSN it cannot read: say little
-        return "<the given DSN>"
-    return f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
-
-
-def _said(exc: BaseException) -> str:
-    """What a driver error says, on one line (psycopg's messages carry no password)."""
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"
+    def close(self) -> None:
+        """Close every connection now, from synchronous code (blocks; prefer `aclose`)."""
+        self._listener.close()
+        self._beats.close()
+        self._db.close()

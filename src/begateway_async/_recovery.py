@@ -102,10 +102,18 @@ class Recovery:
     async def resume_all(self) -> list[Job[Any]]:
         """Pick up every unfinished entry of this gateway and shop (see `Gateway.resume_all`)."""
         unfinished = await self._journal.unfinished(self._tracker.base_url, self._submitter.shop_id)
-        return [await self.pick_up(entry) for entry in unfinished]
+        # A submit being sent now is its sender's: its job is not known yet.
+        sending = self._tracker.sending
+        return [await self.pick_up(entry) for entry in unfinished if entry.key not in sending]
 
     async def pick_up(self, entry: JournalEntry) -> Job[Any]:
-        """The job of one unfinished entry: polled, re-sent, reconciled, or ended with why not."""
+        """The job of one unfinished entry: polled, re-sent, reconciled, or ended with why not.
+
+        An entry whose job this Gateway polls already gives that job.
+        """
+        tracked = self._tracker.registry.with_key(entry.key)
+        if tracked is not None:
+            return tracked.job
         try:
             return await self._pick_up(entry, self._timebase.time())
         except GatewayError as exc:
@@ -118,6 +126,7 @@ class Recovery:
                 tracking_id=entry.tracking_id,
             )
             stopped.__cause__ = exc
+            await self._submitter.hand_back(entry.key)  # on a shared journal: for a worker to try
             return self._tracker.ended(entry, error=stopped)
 
     async def _pick_up(self, entry: JournalEntry, now: float) -> Job[Any]:

@@ -10,11 +10,17 @@ to `Journal`:
 - **claims**: every entry belongs to one worker at a time, with an *epoch*
   that grows at each claim. `claim` takes the unfinished entries that are
   nobody's (released) or whose owner's lease expired (a dead worker's):
-  taking over is the claim itself, never a sweeper's job. `unfinished` is
-  a claim too (what `Gateway.resume_all` gets is its own).
-- **first writer wins**: `finished` records an outcome only if there is none
-  yet and the caller's epoch is the entry's; it returns the outcome that
-  stands, which the job resolves with.
+  taking over is the claim itself, never a sweeper's job. `unfinished`
+  gives this worker's own unfinished entries and claims the others' (what
+  `Gateway.resume_all` gets is its own). `hand_back` gives up one entry
+  this worker stopped working on (a submit left undetermined, a job
+  stopped by a surprise): any worker's next claim takes it.
+- **first writer wins**: `finished` records an outcome only if there is
+  none yet, and returns the outcome that stands, which the job resolves
+  with. The gateway's own answers (a result, a one-shot error body, a
+  refusal) are recorded by whichever worker holds one first; a worker's
+  own conclusions (not sent, lost, expired) only under the epoch of its
+  claim, so a stale owner cannot write them.
 - **notifications anywhere**: `match_notification` records a notification,
   finds the one unfinished entry it belongs to (the rule `Gateway.deliver`
   uses), records its outcome and wakes the worker that owns it, in one
@@ -105,11 +111,15 @@ class SharedJournal(Journal, Protocol):
     async def release(self) -> None:
         """Hand this worker's unfinished entries back and leave."""
 
+    async def hand_back(self, key: str) -> None:
+        """Give up this worker's unfinished entry ``key``: the next claim takes it."""
+
     async def finished(self, key: str, outcome: JournalOutcome) -> JournalOutcome | None:
         """Record ``outcome`` unless one is on record; return the one that stands.
 
         Raises:
-            LeaseLost: the entry is another worker's now, and has no outcome yet.
+            LeaseLost: ``outcome`` is this worker's conclusion, and the entry
+                is another worker's now (it has no outcome yet).
         """
 
     async def match_notification(

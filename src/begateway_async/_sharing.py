@@ -2,13 +2,16 @@
 
 While the Gateway is open, two loops run beside its polls:
 
-- **the heartbeat**, every ⅓ of the journal's lease (real time: the lease
-  is counted by the database's clock). Each beat renews the lease, then
-  claims what dead workers left (and what closing workers released) and
-  picks each entry up as `Gateway.resume_all` would: taking over is the
-  claim, at every beat, not bounded by any in-flight cap. A beat that finds
-  the lease expired drops this worker's jobs (another worker may hold their
-  entries now) and joins again.
+- **the heartbeat**, every ⅓ of the journal's lease, on fixed deadlines
+  (real time: the lease is counted by the database's clock), and again
+  within a second after a beat that failed. Each beat renews the lease,
+  then (in a task of its own, so a long claim never delays a beat) claims
+  what dead workers left, and what closing workers released or live ones
+  handed back, and picks each entry up as `Gateway.resume_all` would:
+  taking over is the claim, at every beat, not bounded by any in-flight
+  cap. Each job taken over is given to ``on_take_over``. A beat that finds
+  the lease expired drops this worker's jobs (another worker may hold
+  their entries now) and joins again.
 - **the wake-ups**: keys of this worker's entries that another worker ended
   (a notification delivered there) resolve the jobs here at once, with the
   recorded end, and their polls stop. After the listener reconnects, every
@@ -18,13 +21,14 @@ While the Gateway is open, two loops run beside its polls:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Callable, Sequence
+from typing import Any, Final
 
 import anyio
 import anyio.abc
 
-from ._records import JournalError
+from ._jobs import Job
+from ._records import JournalEntry, JournalError
 from ._recovery import Recovery
 from ._shared import SharedJournal
 from ._submit import Submitter
@@ -38,6 +42,8 @@ logger = logging.getLogger("begateway_async")
 CLAIM_BATCH: Final = 500
 #: Seconds one wait for wake-ups lasts; seconds between tries while the listener fails.
 WAKE_WAIT: Final = 1.0
+#: Seconds until the next try after a heartbeat failed (at most a third of the interval).
+BEAT_RETRY: Final = 1.0
 
 
 class Sharing:
@@ -48,6 +54,7 @@ class Sharing:
         tracker: the pending jobs.
         recovery: picks up the entries taken over.
         submitter: opens the recorded ends.
+        on_take_over: called with each job taken over, once it is under way.
     """
 
     def __init__(
@@ -57,8 +64,11 @@ class Sharing:
         tracker: Tracker,
         recovery: Recovery,
         submitter: Submitter,
+        on_take_over: Callable[[Job[Any]], object] | None = None,
     ) -> None:
         self._journal = journal
+        self._on_take_over = on_take_over
+        self._taking = False
         self._tracker = tracker
         self._recovery = recovery
         self._submitter = submitter
@@ -86,6 +96,7 @@ class Sharing:
 
     async def _beat(self, tg: anyio.abc.TaskGroup) -> None:
         interval = self._journal.lease / 3
+        due = anyio.current_time()
         while True:
             try:
                 if not await self._journal.heartbeat():
@@ -96,22 +107,42 @@ class Sharing:
                         dropped,
                     )
                     await self.join()
-                await self._take_over(tg)
-            except JournalError as exc:
-                logger.warning("the heartbeat failed: %s", exc)
-            except Exception:  # a bug must not stop the beats, nor the polls with them
-                logger.exception("the heartbeat failed")
-            await anyio.sleep(interval)
+                due += interval
+                if not self._taking:
+                    self._taking = True
+                    tg.start_soon(self._take_over, tg)
+            except Exception as exc:  # a bug must not stop the beats, nor the polls with them
+                logger.warning(
+                    "the heartbeat failed: %s", exc, exc_info=not isinstance(exc, JournalError)
+                )
+                due = anyio.current_time() + min(BEAT_RETRY, interval / 3)
+            # Beats missed (a stalled process) are not made up in a burst.
+            await anyio.sleep_until(max(due, anyio.current_time()))
 
     async def _take_over(self, tg: anyio.abc.TaskGroup) -> None:
-        while entries := await self._journal.claim(CLAIM_BATCH):
-            self.taken_over += len(entries)
-            logger.info("took over %d entries of other workers", len(entries))
-            for entry in entries:
-                # Each in a task of its own: a re-send must not hold the others up.
-                tg.start_soon(self._recovery.pick_up, entry)
-            if len(entries) < CLAIM_BATCH:
-                return
+        try:
+            while entries := await self._journal.claim(CLAIM_BATCH):
+                self.taken_over += len(entries)
+                logger.info("took over %d entries of other workers", len(entries))
+                for entry in entries:
+                    # Each in a task of its own: a re-send must not hold the others up.
+                    tg.start_soon(self._pick_up, entry)
+                if len(entries) < CLAIM_BATCH:
+                    return
+        except Exception as exc:  # the next beat claims again
+            logger.warning(
+                "taking over failed: %s", exc, exc_info=not isinstance(exc, JournalError)
+            )
+        finally:
+            self._taking = False
+
+    async def _pick_up(self, entry: JournalEntry) -> None:
+        job = await self._recovery.pick_up(entry)
+        if self._on_take_over is not None:
+            try:
+                self._on_take_over(job)
+            except Exception:
+                logger.exception("on_take_over raised (the job goes on)")
 
     # --- wake-ups --------------------------------------------------------------------
 
@@ -123,11 +154,8 @@ class Sharing:
                     registry = self._tracker.registry
                     keys = [t.journal_key for t in registry.pending() if t.journal_key]
                 await self._settle(keys)
-            except JournalError as exc:
-                logger.warning("the wake-up listener failed: %s", exc)
-                await anyio.sleep(WAKE_WAIT)
-            except Exception:  # a bug must not stop the polls with it
-                logger.exception("the wake-up listener failed")
+            except Exception as exc:  # noqa: BLE001 - a bug must not stop the polls with it
+                _failed("the wake-up listener", exc)
                 await anyio.sleep(WAKE_WAIT)
 
     async def _settle(self, keys: Sequence[str]) -> None:
@@ -140,3 +168,8 @@ class Sharing:
             if tracked is not None and tracked.job.polling:
                 logger.debug("request_id=%s ended by another worker", tracked.job.request_id)
                 await self._tracker.settle_recorded(tracked, self._submitter.opened(key, outcome))
+
+
+def _failed(what: str, exc: Exception) -> None:
+    """Log a loop's failure: a journal's error in one line, anything else with its traceback."""
+    logger.warning("%s failed: %s", what, exc, exc_info=not isinstance(exc, JournalError))

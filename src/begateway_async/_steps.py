@@ -26,7 +26,7 @@ outcome                                                step
 
 from __future__ import annotations
 
-from typing import Any, Final, Protocol
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import attrs
 
@@ -52,10 +52,15 @@ from ._protocol import (
     Throttled,
     Transient,
     Unknown,
+    decide_poll,
     resolve_url,
 )
+from ._records import JournalOutcome
 from ._requests import result_kind
 from ._serde import parse_result
+
+if TYPE_CHECKING:
+    from ._models import Transaction
 
 __all__ = [
     "QUERIES",
@@ -68,8 +73,10 @@ __all__ = [
     "decide_step",
     "ended_elsewhere",
     "expired",
+    "lost_after_lookup",
     "makes_transactions",
     "operations_of",
+    "recorded_answer",
     "types_of",
 ]
 
@@ -204,6 +211,32 @@ def ended_elsewhere(job: JobFacts, error: str | None, message: str | None) -> Jo
         )
     return JobError(
         f"another worker ended the job ({said})", request_id=request_id, tracking_id=tracking_id
+    )
+
+
+def recorded_answer(recorded: JournalOutcome, *, now: float, job: JobFacts) -> Done | Failed | None:
+    """The gateway's answer a recorded end holds (a result, a one-shot error body), if any."""
+    if recorded.kind not in ("result", "failed") or recorded.body is None:
+        return None
+    outcome = decide_poll(recorded.status_code or 200, {}, recorded.body, now=now,
+                          created_at=job.created_at)  # fmt: skip
+    return outcome if isinstance(outcome, Done | Failed) else None
+
+
+def lost_after_lookup(job: JobFacts, found: tuple[Transaction, ...] | None) -> JobLost:
+    """The error of a job unknown after a lost reply, with what its tracking id shows."""
+    if found is None:
+        what = "the tracking-id lookup failed too"
+    elif found:
+        what = f"the tracking-id query finds {len(found)} {job.operation} transaction(s)"
+    else:
+        what = "no transaction has its tracking_id: the task failed and its error body is gone"
+    return JobLost(
+        f"the reply that may have carried the task's one-shot answer was lost; {what}",
+        after_lost_reply=True,
+        request_id=job.request_id,
+        tracking_id=job.tracking_id,
+        transactions=found,
     )
 
 

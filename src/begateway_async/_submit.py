@@ -4,8 +4,8 @@
 until the answer is definite, always with the entry's own ``RequestID``:
 the gateway processes a key once, so a re-send after a lost answer returns
 the task the first send created. It journals how a refused or unsent submit
-ended, and the acknowledgement of an accepted one; turning the answer into a
-polled job is the tracker's.
+ended, the acknowledgement of an accepted one, and (`Submitter.keep`) the
+answer a poll brings; turning the answers into a polled job is the tracker's.
 """
 
 from __future__ import annotations
@@ -36,17 +36,38 @@ from ._errors import (
 from ._http import HttpCore, describe, not_sent
 from ._journal import Journal
 from ._pacing import resend_delay
-from ._records import JournalEntry, JournalOutcome
+from ._records import JournalEntry, JournalError, JournalOutcome
 from ._requests import Request
 from ._sealing import Sealer
 from ._serde import request_body
+from ._shared import LeaseLost, SharedJournal
 
-__all__ = ["Sent", "Submitter", "notification_key", "outcome_key", "request_id_header", "task_urls"]
+__all__ = [
+    "Sent",
+    "Standing",
+    "Submitter",
+    "notification_key",
+    "outcome_key",
+    "request_id_header",
+    "task_urls",
+]
 
 logger = logging.getLogger("begateway_async")
 
 #: A definite answer to a submit: the task was created, or the result came at once.
 Sent = p.Ack | p.Immediate
+
+
+class Standing(Exception):  # noqa: N818 - not an error: the end another worker recorded
+    """A submit's end is on record already (a shared journal's): the job ends with that one.
+
+    Attributes:
+        outcome: the end that stands, its body in clear.
+    """
+
+    def __init__(self, outcome: JournalOutcome) -> None:
+        super().__init__(outcome.kind)
+        self.outcome = outcome
 
 
 def outcome_key(key: str) -> str:
@@ -145,6 +166,7 @@ class Submitter:
         self._rng = rng
         self._attempts = limits.submit_attempts
         self._slots = anyio.CapacityLimiter(limits.concurrent_submits)
+        self._shared = journal if isinstance(journal, SharedJournal) else None
 
     def entry(
         self, request: Request[Any], *, idempotency_key: str | None, tag: str | None
@@ -187,6 +209,61 @@ class Submitter:
         standing = await self._journal.finished(key, end)
         return None if standing is None else self.opened(key, standing)
 
+    async def keep(
+        self, key: str | None, outcome: p.Done | p.Failed, answer: httpx.Response, job: Any
+    ) -> p.PollOutcome | JournalOutcome:
+        """Put a poll's result or one-shot error body in the journal before anyone sees it.
+
+        If the journal cannot take it, a result is fetched again later (the
+        gateway keeps it 24 hours); a one-shot error body, which cannot be,
+        still reaches the waiters, and the failure is logged. A shared
+        journal may hold another worker's end already: that one is returned,
+        and stands. ``key`` None: a query of the library's own, not journalled.
+        """
+        if key is None:
+            return outcome
+        kind = "result" if isinstance(outcome, p.Done) else "failed"
+        try:
+            end = JournalOutcome(kind, answer.status_code, answer.content)
+            standing = await self.record(key, end)
+        except JournalError as exc:
+            if isinstance(outcome, p.Done):
+                return p.Transient(f"the journal cannot take the result: {exc}")
+            logger.error(  # noqa: TRY400 - the error is the journal's, described in full
+                "request_id=%s: the one-shot error body is not journalled: %s", job.request_id, exc
+            )
+            return outcome
+        return outcome if standing is None else standing
+
+    async def hand_back(self, key: str) -> None:
+        """On a shared journal: give up the entry ``key`` (unfinished), for any worker to take."""
+        if self._shared is None:
+            return
+        try:
+            await self._shared.hand_back(key)
+        except JournalError as exc:  # it then waits for this worker to close, or to die
+            logger.warning("cannot hand the entry %s back: %s", key, exc)
+
+    async def _end(self, entry: JournalEntry, outcome: JournalOutcome) -> None:
+        """Journal how a submit ended, unless another end stands already.
+
+        Raises:
+            Standing: another worker's end came first; it stands.
+            SubmitIndeterminate: ``outcome`` was this worker's conclusion, and
+                another worker holds the entry now: it sends it (same ``RequestID``).
+        """
+        try:
+            standing = await self.record(entry.key, outcome)
+        except LeaseLost:
+            raise SubmitIndeterminate(
+                tracking_id=entry.tracking_id,
+                idempotency_key=entry.key,
+                attempts=self._attempts,
+                last="another worker holds the entry now, and sends it with this RequestID",
+            ) from None
+        if standing is not None:
+            raise Standing(standing)
+
     def opened(self, key: str, outcome: JournalOutcome) -> JournalOutcome:
         """The journalled outcome of ``key`` with its body in clear."""
         if outcome.body is None:
@@ -209,10 +286,12 @@ class Submitter:
 
         Raises:
             RequestRejected: the gateway refused the submit; no task exists.
-            SubmitIndeterminate: no attempt told whether a task exists.
+            SubmitIndeterminate: no attempt told whether a task exists (on a
+                shared journal, the entry is handed back: a worker re-sends it).
             TransportError: no attempt left this machine; no task exists.
             UnsafeURL: the gateway answered with a result URL on another origin.
             JournalError: the body was sealed with other credentials; nothing was sent.
+            Standing: a shared journal holds another worker's end of the entry.
         """
         content = None if entry.body is None else self._sealer.open(entry.body, key=entry.key)
         headers = [(b"RequestID", entry.key.encode())]
@@ -239,6 +318,8 @@ class Submitter:
                     await self._timebase.sleep(delay)
         if uncertain:
             # The entry stays unfinished: `resume_all` re-sends it with this key.
+            if not internal:
+                await self.hand_back(entry.key)
             raise SubmitIndeterminate(
                 tracking_id=entry.tracking_id,
                 idempotency_key=entry.key,
@@ -251,12 +332,10 @@ class Submitter:
                 f"cannot reach the gateway, nothing was sent: {last.reason}"
             )
             if not internal:
-                await self.record(entry.key, JournalOutcome("not_sent", message=str(error)))
+                await self._end(entry, JournalOutcome("not_sent", message=str(error)))
             raise error
         if not internal:
-            await self.record(
-                entry.key, JournalOutcome("rejected", answer.status_code, answer.content)
-            )
+            await self._end(entry, JournalOutcome("rejected", answer.status_code, answer.content))
         raise RequestRejected(
             status_code=answer.status_code, body=answer.text, tracking_id=entry.tracking_id
         )
@@ -306,29 +385,43 @@ class Submitter:
                 ack = task_urls(outcome, self.base_url, entry.tracking_id)
             except UnsafeURL as exc:
                 if not internal:
-                    await self.record(
-                        entry.key, JournalOutcome("error", error="UnsafeURL", message=str(exc))
+                    await self._end(
+                        entry, JournalOutcome("error", error="UnsafeURL", message=str(exc))
                     )
                 raise
             if not internal:
-                assert ack.status_url is not None  # noqa: S101 - resolved above
-                assert ack.response_url is not None  # noqa: S101
-                await self._journal.acknowledged(
-                    entry.key, ack.request_id, ack.status_url, ack.response_url
-                )
+                await self._acknowledged(entry, ack)
             return ack
         if isinstance(outcome, p.Immediate):
             if not internal:
-                await self.record(
-                    entry.key, JournalOutcome("result", answer.status_code, answer.content)
-                )
+                await self._end(entry, JournalOutcome("result", answer.status_code, answer.content))
             return outcome
         if isinstance(outcome, p.Rejected):
             if not internal:
-                await self.record(
-                    entry.key, JournalOutcome("rejected", outcome.status_code, answer.content)
+                await self._end(
+                    entry, JournalOutcome("rejected", outcome.status_code, answer.content)
                 )
             raise RequestRejected(
                 status_code=outcome.status_code, body=outcome.body, tracking_id=entry.tracking_id
             )
         raise AssertionError(outcome)  # pragma: no cover - Resend is handled by the caller
+
+    async def _acknowledged(self, entry: JournalEntry, ack: p.Ack) -> None:
+        """Journal an acknowledgement; a journal that fails then does not stop the job.
+
+        The task exists: its job is polled all the same. The entry keeps its
+        intent, so whoever picks it up re-sends it with its ``RequestID`` and
+        meets this same task.
+        """
+        assert ack.status_url is not None  # noqa: S101 - resolved by `task_urls`
+        assert ack.response_url is not None  # noqa: S101
+        try:
+            await self._journal.acknowledged(
+                entry.key, ack.request_id, ack.status_url, ack.response_url
+            )
+        except JournalError as exc:
+            logger.warning(
+                "request_id=%s: the acknowledgement is not journalled (%s); polling all the same",
+                ack.request_id,
+                exc,
+            )

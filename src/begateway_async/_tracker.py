@@ -21,7 +21,7 @@ from . import _protocol as p
 from . import _steps as s
 from ._clock import Timebase
 from ._config import PollPolicy, origin_of
-from ._errors import GatewayError, JobAbandoned, JobLost, MalformedResponse
+from ._errors import GatewayError, JobAbandoned, MalformedResponse
 from ._http import AnswerTooLarge, HttpCore, describe, not_sent
 from ._jobs import Job
 from ._models import Transaction
@@ -30,7 +30,8 @@ from ._records import JournalEntry, JournalError, JournalOutcome
 from ._registry import Registry, Tracked
 from ._requests import Request, TrackingIdQuery
 from ._scheduler import Scheduler
-from ._submit import Sent, Submitter
+from ._shared import LeaseLost
+from ._submit import Sent, Standing, Submitter
 
 __all__ = ["Tracker"]
 
@@ -75,6 +76,8 @@ class Tracker:
         self._pacing = Pacing(poll, webhook_poll, rng, running=self.registry.running_for)
         self._scheduler: Scheduler[Tracked] = Scheduler(timebase, self._poll, cap=cap)
         self._tg: anyio.abc.TaskGroup | None = None
+        #: Keys of the journalled submits being sent now (their jobs are not tracked yet).
+        self.sending: set[str] = set()
 
     async def run(self) -> None:
         """Poll until cancelled (the Gateway runs this inside ``async with``)."""
@@ -180,8 +183,24 @@ class Tracker:
         return job
 
     async def submit(self, entry: JournalEntry, *, notified: bool = False) -> Job[Any]:
-        """Send a journalled entry and start its job (see `Submitter.send` for the errors)."""
-        return self.start(entry, await self._submitter.send(entry), notified=notified)
+        """Send a journalled entry and start its job (see `Submitter.send` for the errors).
+
+        On a shared journal, an end another worker recorded first (a
+        notification delivered there) is the job's.
+        """
+        self.sending.add(entry.key)
+        try:
+            sent = await self._submitter.send(entry)
+        except Standing as standing:
+            job = self.job(entry)
+            outcome = s.recorded_answer(standing.outcome, now=self._timebase.time(), job=job)
+            if outcome is not None:
+                return self.answered(entry, outcome)
+            error = s.ended_elsewhere(job, standing.outcome.error, standing.outcome.message)
+            return self.ended(entry, error=error)
+        finally:
+            self.sending.discard(entry.key)
+        return self.start(entry, sent, notified=notified)
 
     async def query(self, request: Request[T]) -> T:
         """The result of a query the library makes for itself: no journal, no submit slot."""
@@ -217,7 +236,8 @@ class Tracker:
                 tracking_id=job.tracking_id,
             )
             stopped.__cause__ = exc
-            self.end(tracked, error=stopped)
+            if self.end(tracked, error=stopped) and tracked.journal_key is not None:
+                await self._submitter.hand_back(tracked.journal_key)  # a worker takes it up
 
     async def _poll_once(self, tracked: Tracked) -> None:
         job = tracked.job
@@ -246,42 +266,12 @@ class Tracker:
                     _drop_late_answer(job, outcome)
                     return
                 with self.registry.claim(job):
-                    kept = await self._keep(tracked, outcome, answer)
+                    kept = await self._submitter.keep(tracked.journal_key, outcome, answer, job)
                 if isinstance(kept, JournalOutcome):  # another worker's end stands
                     await self.settle_recorded(tracked, kept)
                     return
                 outcome = kept
         await self.settle(tracked, outcome)
-
-    async def _keep(
-        self, tracked: Tracked, outcome: p.Done | p.Failed, answer: httpx.Response
-    ) -> p.PollOutcome | JournalOutcome:
-        """Put a result or a one-shot error body in the journal before anyone sees it.
-
-        If the journal cannot take it, a result is fetched again later (the
-        gateway keeps it 24 hours); a one-shot error body, which cannot be,
-        still reaches the waiters, and the failure is logged. A shared
-        journal may hold another worker's end already: that one is returned,
-        and stands.
-        """
-        if tracked.journal_key is None:
-            return outcome
-        kind = "result" if isinstance(outcome, p.Done) else "failed"
-        try:
-            standing = await self._submitter.record(
-                tracked.journal_key, JournalOutcome(kind, answer.status_code, answer.content)
-            )
-            if standing is not None:
-                return standing
-        except JournalError as exc:
-            if isinstance(outcome, p.Done):
-                return p.Transient(f"the journal cannot take the result: {exc}")
-            logger.error(  # noqa: TRY400 - the error is the journal's, described in full
-                "request_id=%s: the one-shot error body is not journalled: %s",
-                tracked.job.request_id,
-                exc,
-            )
-        return outcome
 
     async def settle(self, tracked: Tracked, outcome: p.PollOutcome) -> None:
         """Apply an outcome to a pending job: decide its step and carry it out.
@@ -315,23 +305,20 @@ class Tracker:
     async def settle_recorded(self, tracked: Tracked, recorded: JournalOutcome) -> None:
         """End a pending job with an end recorded elsewhere (its body in clear)."""
         job = tracked.job
-        if recorded.kind in ("result", "failed") and recorded.body is not None:
-            now, created_at = self._timebase.time(), job.created_at
-            outcome = p.decide_poll(recorded.status_code or 200, {}, recorded.body, now=now,
-                                    created_at=created_at)  # fmt: skip
-            if isinstance(outcome, p.Done | p.Failed):
-                await self.settle(tracked, outcome)
-                return
+        outcome = s.recorded_answer(recorded, now=self._timebase.time(), job=job)
+        if outcome is not None:
+            await self.settle(tracked, outcome)
+            return
         error = s.ended_elsewhere(job, recorded.error, recorded.message)
         await self._carry_out(tracked, s.End(error=error, journal=False))
 
     async def _carry_out(self, tracked: Tracked, step: s.PollStep) -> None:
         job = tracked.job
         if isinstance(step, s.End):
-            # Journalled only when this step ended it (a notification may have first).
-            ended = self.end(tracked, step.value, step.error)
-            if ended and step.journal and step.error is not None:
-                await self._journal_end(tracked, step.error)
+            if step.journal and step.error is not None and tracked.journal_key is not None:
+                await self._conclude(tracked, step.error)
+            else:
+                self.end(tracked, step.value, step.error)
         elif isinstance(step, s.Next):
             if step.note is not None:
                 job.last_error = step.note
@@ -392,19 +379,35 @@ class Tracker:
             self.end(tracked, error=s.abandoned(tracked.job, why))
         return len(pending)
 
-    async def _journal_end(self, tracked: Tracked, error: BaseException) -> None:
-        """Journal a job that ended in an error other than a body (lost, expired, ...)."""
-        if tracked.journal_key is None or isinstance(error, JobAbandoned):
-            return  # abandoned jobs stay unfinished: `resume_all` picks them up
-        try:
-            await self._submitter.record(
-                tracked.journal_key,
-                JournalOutcome("error", error=type(error).__name__, message=str(error)),
-            )
-        except JournalError:
-            logger.exception(
-                "request_id=%s: cannot journal how the job ended", tracked.job.request_id
-            )
+    async def _conclude(self, tracked: Tracked, error: BaseException) -> None:
+        """End a job with a conclusion of this worker's (lost, expired, ...), journalled first.
+
+        Abandoned jobs stay unfinished (`resume_all` picks them up). On a
+        shared journal, an end another worker recorded first stands, and an
+        entry another worker holds now is its to end (the job here is
+        abandoned).
+        """
+        job = tracked.job
+        if isinstance(error, JobAbandoned) or tracked.journal_key is None:
+            self.end(tracked, error=error)
+            return
+        if self.registry.claimed(job) or not job.polling:
+            return  # a notification ends it (or did)
+        standing: JournalOutcome | None = None
+        with self.registry.claim(job):
+            try:
+                standing = await self._submitter.record(
+                    tracked.journal_key,
+                    JournalOutcome("error", error=type(error).__name__, message=str(error)),
+                )
+            except LeaseLost:
+                error = s.abandoned(job, "another worker holds its entry now")
+            except JournalError:
+                logger.exception("request_id=%s: cannot journal how the job ended", job.request_id)
+        if standing is not None:
+            await self.settle_recorded(tracked, standing)
+        else:
+            self.end(tracked, error=error)
 
     async def _settle_lost_reply(self, tracked: Tracked) -> None:
         """End a job whose task is unknown after a lost reply, with what its tracking id shows."""
@@ -417,20 +420,7 @@ class Tracker:
             logger.warning("request_id=%s: the tracking-id lookup failed: %s", job.request_id, exc)
         except Exception:  # a bug must not take the poll loop down with this task
             logger.exception("request_id=%s: the tracking-id lookup failed", job.request_id)
-        if found is None:
-            what = "the tracking-id lookup failed too"
-        elif found:
-            what = f"the tracking-id query finds {len(found)} {job.operation} transaction(s)"
-        else:
-            what = "no transaction has its tracking_id: the task failed and its error body is gone"
-        lost = JobLost(
-            f"the reply that may have carried the task's one-shot answer was lost; {what}",
-            after_lost_reply=True,
-            request_id=job.request_id,
-            tracking_id=job.tracking_id,
-            transactions=found,
-        )
-        await self._carry_out(tracked, s.End(error=lost, journal=True))
+        await self._carry_out(tracked, s.End(error=s.lost_after_lookup(job, found), journal=True))
 
 
 def _drop_late_answer(job: Job[Any], outcome: p.Done | p.Failed) -> None:

@@ -48,6 +48,11 @@ def result(body: bytes = b"poll") -> bga.JournalOutcome:
     return bga.JournalOutcome("result", 200, body)
 
 
+def lost() -> bga.JournalOutcome:
+    """A worker's own conclusion about an entry (not the gateway's answer)."""
+    return bga.JournalOutcome("error", error="JobLost", message="unknown")
+
+
 def expire(dsn: str, journal: bga.PostgresJournal) -> None:
     """The worker's lease runs out (by the database's clock): it counts as dead."""
     with psycopg.connect(dsn, autocommit=True) as c:
@@ -91,22 +96,72 @@ async def test_a_dead_workers_entries_are_taken_over_by_the_claim(pg_dsn, pg_jou
     assert await b.claim(10) == []  # claimed once
 
 
-async def test_a_stale_owner_writes_nothing_and_the_first_writer_wins(pg_dsn, pg_journal):
-    """After a takeover the old owner's end is refused; the new owner's stands for both."""
+async def test_a_stale_owner_concludes_nothing_and_the_first_answer_wins(pg_dsn, pg_journal):
+    """After a takeover the old owner's own conclusion is refused; a gateway answer is anyone's."""
     a, b = await joined(pg_journal()), await joined(pg_journal())
     await a.intent(entry("k1"))
     expire(pg_dsn, a)
     assert [e.key for e in await b.claim(10)] == ["k1"]
     with pytest.raises(bga.LeaseLost):
-        await a.finished("k1", result(b"stale"))
-    assert not await a.heartbeat()  # its lease is gone for good
-    assert await b.finished("k1", result(b"fresh")) is None  # recorded
+        await a.finished("k1", lost())  # its conclusion, under a claim that is gone
+    assert not await a.heartbeat()  # buried by the claim: its lease is gone for good
+    assert await a.finished("k1", result(b"held")) is None  # the gateway's answer: recorded
+    assert await b.finished("k1", lost()) == result(b"held")  # the first end stands for b too
+    assert await b.finished("k1", result(b"late")) == result(b"held")
     with pytest.raises(bga.DuplicateIntent, match="ended"):
-        await a.intent(entry("k1"))  # the same key again: it ended
-    standing = await a.finished("k1", result(b"late"))
-    assert standing == result(b"fresh")
+        await b.intent(entry("k1"))  # the same key again: it ended
     (only,) = await b.entries(GATEWAY, SHOP)
-    assert only.outcome == result(b"fresh")
+    assert only.outcome == result(b"held")
+
+
+async def test_nothing_is_recorded_or_claimed_under_a_lease_that_ran_out(pg_dsn, pg_journal):
+    """A worker whose lease ran out records no intent (nothing is sent) and claims nothing."""
+    a, b = await joined(pg_journal()), await joined(pg_journal())
+    await b.intent(entry("k0"))
+    await b.release()
+    expire(pg_dsn, a)
+    with pytest.raises(bga.LeaseLost, match="nothing was sent"):
+        await a.intent(entry("k1"))
+    assert await a.claim(10) == []  # k0 is nobody's, but a is not alive to take it
+    assert [e.key for e in await b.entries(GATEWAY, SHOP)] == ["k0"]
+
+
+async def test_an_entry_handed_back_is_anyones_and_unfinished_gives_ones_own(pg_dsn, pg_journal):
+    """`unfinished` gives this worker's own entries and claims nobody's; a handed-back one too."""
+    a, b = await joined(pg_journal()), await joined(pg_journal())
+    await a.intent(entry("k1"))
+    await a.intent(entry("k2", created_at=2_000.0))
+    await b.intent(entry("k3"))
+    assert [e.key for e in await a.unfinished(GATEWAY, SHOP)] == ["k1", "k2"]  # not b's k3
+    await a.hand_back("k2")
+    assert row(pg_dsn, a, "k2")[0] is None  # nobody's
+    assert [e.key for e in await b.unfinished(GATEWAY, SHOP)] == ["k3", "k2"]  # oldest first
+    assert row(pg_dsn, b, "k2")[:2] == (b.worker, 2)  # b's now, a new epoch
+    with pytest.raises(bga.LeaseLost):
+        await a.finished("k2", lost())
+    assert await b.finished("k2", lost()) is None
+
+
+async def test_an_ended_entry_leaves_no_epoch_behind(pg_journal):
+    """Epochs are kept only for entries still open here (a long-lived worker does not grow)."""
+    a, b = await joined(pg_journal()), await joined(pg_journal())
+    for key in ("k1", "k2", "k3"):
+        await a.intent(entry(key, tracking_id=key))
+    await a.finished("k1", result())
+    await b.finished("k2", result())  # ended elsewhere: learnt through `outcomes`
+    assert await a.outcomes(["k2"]) == {"k2": result()}
+    await a.hand_back("k3")
+    assert a._epochs == {}
+
+
+async def test_a_current_schema_is_not_created_again(pg_dsn, pg_journal):
+    """Opening on a current schema runs no DDL: it does not wait for the migration's lock."""
+    await joined(pg_journal())
+    with psycopg.connect(pg_dsn, autocommit=True) as c:
+        c.execute("SELECT pg_advisory_lock(8675309)")  # as a migration under way would hold
+        with anyio.fail_after(10):
+            await joined(pg_journal())
+        c.execute("SELECT pg_advisory_unlock(8675309)")
 
 
 async def test_released_entries_are_claimable_at_once(pg_journal):
@@ -202,6 +257,15 @@ def test_bad_arguments_name_the_field():
         bga.PostgresJournal("postgresql://x", schema="Robert'); DROP TABLE students;--")
     with pytest.raises(bga.InvalidRequest, match="lease"):
         bga.PostgresJournal("postgresql://x", lease=0.1)
+    with pytest.raises(bga.InvalidRequest, match="connect_timeout: must be less than a third"):
+        bga.PostgresJournal("postgresql://x", lease=30, connect_timeout=10)
+    with pytest.raises(bga.InvalidRequest, match="pool_size"):
+        bga.PostgresJournal("postgresql://x", pool_size=2)
+    assert bga.PostgresJournal("postgresql://x", lease=2).lease == 2  # its timeout fits itself
+    # libpq's own message about a malformed URL quotes it, password and all: not repeated.
+    with pytest.raises(bga.InvalidRequest, match="dsn") as unreadable:
+        bga.PostgresJournal("postgresql://shop:hunter2@[::1/payments")
+    assert "hunter2" not in str(unreadable.value)
     assert isinstance(bga.Gateway(BASE, SHOP_ID, SECRET, journal="postgresql://x/y").journal,
                       bga.PostgresJournal)  # fmt: skip
 
@@ -391,3 +455,86 @@ async def test_after_a_reconnect_every_pending_job_is_checked(
         with anyio.fail_after(10):
             assert (await job).uid == "u1"
     assert polls.call_count == 0
+
+
+async def test_an_undetermined_submit_is_handed_back_and_a_worker_takes_it_up(
+    open_gateway, router: respx.MockRouter, pg_dsn, pg_journal, clock
+):
+    """A's submit ends undetermined: its entry is nobody's, and a worker's beat re-sends it.
+
+    Which worker is a race (A's own first claim may run after its hand-back): either may.
+    """
+    keys: list[str] = []
+
+    def post(request: httpx.Request) -> httpx.Response:
+        keys.append(request.headers["RequestID"])
+        if len(keys) == 1:
+            return httpx.Response(502, text="bad gateway")  # it may have been created
+        return httpx.Response(200, json=ack())
+
+    router.post(PAYMENTS).mock(side_effect=post)
+    router.get(RESULT).respond(200, json=transaction())
+    taken: list[bga.Job[Any]] = []
+    came = anyio.Event()
+
+    def take(job: bga.Job[Any]) -> None:
+        taken.append(job)
+        came.set()
+
+    once = bga.Limits(submit_attempts=1)
+    async with open_gateway(
+        journal=(mine := pg_journal()), autojump=False, limits=once, on_take_over=take
+    ) as a:
+        with pytest.raises(bga.SubmitIndeterminate) as undetermined:
+            await a.submit(payment())
+        key = undetermined.value.idempotency_key
+        owner, epoch, _ = row(pg_dsn, mine, key)
+        assert owner is None or epoch > 1  # handed back at once (and perhaps claimed again)
+        async with open_gateway(journal=pg_journal(lease=3.0), autojump=False, on_take_over=take):
+            with anyio.fail_after(10):
+                await came.wait()  # B's first beat claims it (or A's, if it came late)
+                await clock.advance(600.0)
+                paid = await taken[0]
+    assert paid.uid == "u1"
+    assert keys == [key, key]  # re-sent with its own RequestID
+
+
+async def test_a_stale_owners_conclusion_abandons_its_job(
+    open_gateway, router: respx.MockRouter, pg_dsn, pg_journal, clock
+):
+    """A's poll finds the task unknown after B took the entry: A writes nothing; B's to end."""
+    router.post(PAYMENTS).respond(200, json=ack())
+    router.get(RESULT).respond(404, json={"status": "unknown", "request_id": "r1"})
+    async with open_gateway(journal=(mine := pg_journal()), autojump=False) as a:
+        job = await a.submit(payment())
+        expire(pg_dsn, mine)
+        other = await joined(pg_journal())
+        (taken,) = await other.claim(10)
+        await clock.advance(600.0)
+        with anyio.fail_after(10), pytest.raises(bga.JobAbandoned, match="another worker"):
+            await job
+    assert row(pg_dsn, mine, taken.key)[1:] == (2, None)  # B's, unfinished: B concludes
+
+
+async def test_an_end_recorded_while_the_submit_was_out_is_the_jobs(
+    open_gateway, pg_journal, clock
+):
+    """A notification ended the entry on B before A's refusal came back: the result stands."""
+    b = await joined(pg_journal())
+
+    class Meanwhile(httpx.AsyncBaseTransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            key = request.headers["RequestID"]
+            body = json.dumps(transaction()).encode()
+            assert (
+                await b.finished(key, bga.JournalOutcome("result", 200, sealed(key, body))) is None
+            )
+            return httpx.Response(422, json={"message": "Duplicate", "errors": {}})
+
+    def sealed(key: str, body: bytes) -> bytes:
+        return gw._sealer.seal(body, key=f"{key}/outcome")
+
+    async with open_gateway(journal=pg_journal(), autojump=False, transport=Meanwhile()) as gw:
+        with anyio.fail_after(10):
+            paid = await (await gw.submit(payment()))
+    assert paid.uid == "u1"

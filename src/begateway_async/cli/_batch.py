@@ -119,8 +119,16 @@ class Batch:
         # and a line another live host holds is its to answer.
         self.shared = isinstance(gw.journal, SharedJournal)
         self.elsewhere = 0
+        #: Jobs this host took over from another (``Gateway(on_take_over=...)``): its to write.
+        self.taken: list[Job[Any]] = []
+        #: Lines written to this output; lines whose job here ended unsettled.
+        self.written: set[int] = set()
+        self.stuck: set[int] = set()
+        #: Per line, its submits refused before anything was created (sent afresh).
+        self.attempts: dict[int, int] = {}
 
     def write(self, record: dict[str, Any], *, failed: bool) -> None:
+        self.written.add(record["line"])
         self.out.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
         self.out.flush()
         self.failures += failed
@@ -135,6 +143,7 @@ class Batch:
     def unsettled(self, number: int, exc: GatewayError) -> None:
         """A line the journal keeps unfinished (abandoned, unreadable here): settled later."""
         self.undetermined += 1
+        self.stuck.add(number)
         print(  # noqa: T201
             f"line {number}: not settled ({type(exc).__name__}); "
             "run the same command again to settle it",
@@ -144,20 +153,29 @@ class Batch:
     async def outlast(self, lease: float) -> None:
         """On a shared journal: stay until no line of this input is unfinished anywhere.
 
-        A dead host's lines are taken over once its lease ran out, and
-        answered here; a live host's are left to it. Checked every third of
-        the lease.
+        A dead host's lines are taken over once its lease ran out (by the
+        heartbeat, or here), and answered here; a live host's are left to
+        it. Checked every third of the lease. The host leaves early when
+        every line still unfinished is one it took and could not settle
+        (exit status 1: run it again).
         """
         gw = self.gw
         while True:
+            jobs = {job.tag: job for job in self.taken}
+            self.taken.clear()
             entries = await self.entries_of(
                 await gw.journal.entries(gw.base_url, gw.shop_id), retry_refused=False
             )
-            if all(entry.finished for entry in entries.values()):
+            unfinished = {n for n, entry in entries.items() if not entry.finished}
+            if unfinished:
+                jobs.update({job.tag: job for job in await gw.resume_all()})
+            mine = {n: e for n, e in entries.items() if e.tag in jobs and n not in self.written}
+            self.stuck.clear()
+            await self.answer(mine, set(), jobs, replay=False)
+            if not unfinished and not self.taken:
                 return
-            resumed = {job.tag: job for job in await gw.resume_all()}
-            mine = {n: e for n, e in entries.items() if e.tag in resumed}
-            await self.answer(mine, set(), resumed, replay=False)
+            if unfinished and unfinished <= self.stuck:
+                return  # all that is left, this host took and cannot settle
             await anyio.sleep(lease / 3)
 
     def indeterminate(self, record: dict[str, Any], exc: SubmitIndeterminate) -> None:
@@ -195,7 +213,8 @@ class Batch:
             if self.refused is not None:
                 return
             request = request_from_mapping(data)
-            key = line_key(self.print_, number) if self.shared else None
+            attempt = self.attempts.get(number, 0)
+            key = line_key(self.print_, number, attempt) if self.shared else None
             job = await self.gw.submit(request, idempotency_key=key, tag=tag(self.print_, number))
         except DuplicateIntent:  # another host took the line
             self.elsewhere += 1
@@ -232,7 +251,7 @@ class Batch:
                 return
             self.write({**record, "ok": False, **error_fields(exc)}, failed=True)
             return
-        except (JobAbandoned, JournalError) as exc:  # the entry stays unfinished
+        except (JobAbandoned, JournalError, SubmitIndeterminate) as exc:  # the entry stays open
             self.unsettled(record["line"], exc)
             return
         except GatewayError as exc:
@@ -314,14 +333,9 @@ class Batch:
                     "discard the journal, and lines already paid would be paid again)"
                 )
             latest[tagged[1]] = entry
-        entries = {}
-        for number, entry in latest.items():
-            outcome = entry.outcome
-            refused = outcome is not None and outcome.kind == "rejected"
-            if refused and retryable(outcome.status_code if outcome else None, retry_refused):
-                continue  # nothing was created: the line is sent afresh
-            entries[number] = entry
-        return entries
+            if _afresh(entry, retry_refused):
+                self.attempts[tagged[1]] = self.attempts.get(tagged[1], 0) + 1
+        return {n: entry for n, entry in latest.items() if not _afresh(entry, retry_refused)}
 
     async def run(self, stream: IO[bytes], concurrency: int, skip: set[int]) -> None:
         semaphore = anyio.Semaphore(concurrency)
@@ -346,6 +360,14 @@ class Batch:
                 tg.start_soon(self.one, number, data, semaphore)
 
 
+def _afresh(entry: JournalEntry, retry_refused: bool) -> bool:
+    """Whether a line's entry was refused before anything was created: it is sent afresh."""
+    outcome = entry.outcome
+    if outcome is None or outcome.kind != "rejected":
+        return False
+    return retryable(outcome.status_code, retry_refused)
+
+
 @attrs.frozen
 class Options:
     gateway: str
@@ -368,8 +390,11 @@ async def _main(options: Options, source: IO[bytes], out: IO[str], done: set[int
     if isinstance(journal, str) and journal.startswith(("postgresql://", "postgres://")):
         journal = PostgresJournal(journal, lease=options.lease)
     try:
-        async with Gateway(options.gateway, options.shop_id, options.secret, journal=journal) as gw:
+        taken: list[Job[Any]] = []  # from the first heartbeat on, before the batch starts
+        async with Gateway(options.gateway, options.shop_id, options.secret, journal=journal,
+                           on_take_over=taken.append) as gw:  # fmt: skip
             batch = Batch(gw, out, progress, options.timeout, options.print_)
+            batch.taken = taken
             held = await batch.recover(done, retry_refused=options.retry_refused)
             await batch.run(source, options.concurrency, done | held)
             if batch.shared and batch.refused is None:

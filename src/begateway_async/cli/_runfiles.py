@@ -173,9 +173,14 @@ def journal_path(args: argparse.Namespace) -> Path | str | None:
     return Path(args.journal) if args.journal else Path(args.out + ".journal")
 
 
-def line_key(print_: str, line: int) -> str:
-    """The ``RequestID`` of input line ``line`` on a shared journal: one per line, any host."""
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"begateway-async:run:{print_}:{line}"))
+def line_key(print_: str, line: int, attempt: int = 0) -> str:
+    """The ``RequestID`` of input line ``line`` on a shared journal: one per line, any host.
+
+    ``attempt``: how many of the line's submits were refused before anything
+    was created (our credentials, say): the line is sent afresh with a new key.
+    """
+    name = f"begateway-async:run:{print_}:{line}" + (f":{attempt}" if attempt else "")
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
 
 
 def check_paths(args: argparse.Namespace, journal: Path | str | None) -> bool:
