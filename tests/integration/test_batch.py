@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from begateway_async.cli import main
@@ -58,6 +60,18 @@ def gateway(monkeypatch):
         yield simulator
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def journal(request: pytest.FixtureRequest) -> list[str]:
+    """The runner's journal option: its own SQLite file beside the output, or a PostgreSQL one."""
+    if request.param == "sqlite":
+        return []
+    dsn: str = request.getfixturevalue("pg_dsn")
+    name = f"batch_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {name}")
+    return ["--journal", dsn.rsplit("/", 1)[0] + f"/{name}"]
+
+
 def test_a_line_that_is_not_utf8_is_reported_and_the_others_run(gateway, tmp_path, capsys):
     """Bytes that are not UTF-8 make that one line bad, by number; the run goes on."""
     source = write_input(tmp_path / "in.jsonl", [line(1), b'{"amount": "\xff\xfe"}\n', line(3)])
@@ -84,19 +98,22 @@ def test_json_too_deep_is_a_bad_line(gateway, tmp_path):
 
 
 def test_refused_credentials_stop_the_run_and_a_rerun_pays_every_line(
-    gateway, tmp_path, monkeypatch, capsys
+    gateway, tmp_path, monkeypatch, capsys, journal
 ):
-    """A wrong secret: one refusal, nothing more sent, no line answered; the right one pays all."""
+    """A wrong secret: one refusal, nothing more sent, no line answered; the right one pays all.
+
+    On a shared journal too: the refused line is sent again with a new key.
+    """
     source = write_input(tmp_path / "in.jsonl", [line(n) for n in range(1, 11)])
     out = tmp_path / "out.jsonl"
     monkeypatch.setenv("BEGATEWAY_SECRET_KEY", "wrong")
-    assert main(["run", str(source), "--out", str(out), "--concurrency", "1"]) == 2
+    assert main(["run", str(source), "--out", str(out), "--concurrency", "1", *journal]) == 2
     err = capsys.readouterr().err
     assert err.count("refused the credentials (HTTP 401)") == 1
     assert gateway.stats.requests["submit"] == 1  # nothing more was sent
     assert out.read_text() == ""
     monkeypatch.setenv("BEGATEWAY_SECRET_KEY", SECRET)
-    assert main(["run", str(source), "--out", str(out)]) == 0
+    assert main(["run", str(source), "--out", str(out), *journal]) == 0
     assert sorted(results(out)) == list(range(1, 11))
     assert gateway.stats.transactions == 10
 
@@ -133,7 +150,7 @@ class RefusingFirst:
         await send({"type": "http.response.body", "body": answer})
 
 
-def test_retry_rejected_sends_refused_lines_again_without_force(tmp_path, monkeypatch):
+def test_retry_rejected_sends_refused_lines_again_without_force(tmp_path, monkeypatch, journal):
     """A line refused at submit is answered failed; `--retry-rejected` sends it afresh, once."""
     simulator = Simulator(processing=Fixed(0.02))
     app = RefusingFirst(simulator, "batch-2")
@@ -141,12 +158,12 @@ def test_retry_rejected_sends_refused_lines_again_without_force(tmp_path, monkey
     out = tmp_path / "out.jsonl"
     with serve(app) as url:
         point_at(monkeypatch, url)
-        assert main(["run", str(source), "--out", str(out)]) == 1
+        assert main(["run", str(source), "--out", str(out), *journal]) == 1
         first = results(out)
         assert (first[2]["error"], first[2]["status_code"]) == ("RequestRejected", 422)
-        assert main(["run", str(source), "--out", str(out)]) == 1  # same answers, nothing sent
+        assert main(["run", str(source), "--out", str(out), *journal]) == 1  # nothing sent
         assert results(out) == first
-        assert main(["run", str(source), "--out", str(out), "--retry-rejected"]) == 0
+        assert main(["run", str(source), "--out", str(out), "--retry-rejected", *journal]) == 0
         found = results(out)  # each line once: the refused one replaced
     assert sorted(found) == [1, 2, 3]
     assert all(r["ok"] for r in found.values())
@@ -211,7 +228,7 @@ def test_a_line_sent_afresh_is_answered_once_when_its_answer_missed_the_output(
     with serve(RefusingFirst(simulator, "batch-2")) as url:
         point_at(monkeypatch, url)
         assert main(["run", str(source), "--out", str(out)]) == 1
-        assert main(["run", str(source), "--out", str(out), "--retry-rejected"]) == 0
+        assert main(["run", str(source), "--out", str(out), "--retry-rejected", *journal]) == 0
         kept = [r for r in out.read_text().splitlines() if json.loads(r)["line"] != 2]
         out.write_text("".join(r + "\n" for r in kept))  # as if killed before writing line 2
         assert main(["run", str(source), "--out", str(out)]) == 0
