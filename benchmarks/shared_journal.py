@@ -16,7 +16,7 @@ A throwaway cluster is started on loopback (`testing.postgres_cluster`).
   the recorded end, ``NOTIFY``, A's ``LISTEN`` and A's settling. A makes no
   poll for it (counted).
 
-Results go to ``--out``/shared_journal.json.
+Results go to ``--out``/shared_journal.json (asyncio) or shared_journal-trio.json.
 """
 
 from __future__ import annotations
@@ -48,16 +48,6 @@ BASE, SHOP, SECRET = "https://gw.bench", "361", DEMO_SHOPS["361"]
 FAST = bga.PollPolicy(first_delay=0.05, max_delay=0.2, adaptive=False)
 
 
-class Counted(bga.PostgresJournal):
-    """A PostgresJournal that counts its transactions (round trips to the server)."""
-
-    trips = 0
-
-    async def _run(self, work: Any) -> Any:
-        Counted.trips += 1
-        return await super()._run(work)
-
-
 def payment(i: int) -> bga.Payment:
     card = bga.CreditCard(number="4200000000000000", verification_value="123", holder="J Doe",
                           exp_month=1, exp_year=2030)  # fmt: skip
@@ -67,7 +57,7 @@ def payment(i: int) -> bga.Payment:
 
 async def _work(dsn: str, schema: str, jobs: int, start: float) -> dict[str, float]:
     simulator = Simulator(processing=Fixed(0.05))
-    journal = Counted(dsn, schema=schema)
+    journal = bga.PostgresJournal(dsn, schema=schema)
     gw = bga.Gateway(BASE, SHOP, SECRET, transport=SimulatorTransport(simulator), poll=FAST,
                      journal=journal, allow_insecure_http=True)  # fmt: skip
     await anyio.sleep(max(0.0, start - time.time()))  # every worker starts at once
@@ -84,7 +74,7 @@ async def _work(dsn: str, schema: str, jobs: int, start: float) -> dict[str, flo
                 tg.start_soon(one, i)
     wall = time.perf_counter() - began
     await journal.aclose()
-    return {"wall": wall, "trips": Counted.trips, "jobs": jobs}
+    return {"wall": wall, "trips": journal.transactions, "jobs": jobs}
 
 
 def _worker(args: tuple[str, str, int, float, str]) -> dict[str, float]:
@@ -150,8 +140,8 @@ async def _lag(dsn: str, rounds: int) -> dict[str, Any]:
                 await job
             lags.append(time.perf_counter() - began)
             assert note.job is None
-        await a.journal.aclose()
-        await b.journal.aclose()
+    for journal in journals:
+        await journal.aclose()
     ms = sorted(x * 1000 for x in lags)
     return {
         "rounds": rounds,
@@ -176,7 +166,8 @@ def main() -> None:
         print(json.dumps(lag))
     args.out.mkdir(parents=True, exist_ok=True)
     result = {"backend": args.backend, "throughput": rows, "wakeup": lag}
-    (args.out / "shared_journal.json").write_text(json.dumps(result, indent=1))
+    name = "shared_journal.json" if args.backend == "asyncio" else "shared_journal-trio.json"
+    (args.out / name).write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

@@ -69,6 +69,8 @@ class Database:
         self._limiter = anyio.CapacityLimiter(pool_size)
         self._pool: Any = None
         self._pool_lock = threading.Lock()
+        #: Transactions run on the pool (each one round trip or a few, one commit).
+        self.transactions = 0
 
     def link(self, setup: Sequence[str] = ()) -> Link:
         """A connection of its own (``setup`` run on each new one)."""
@@ -111,6 +113,7 @@ class Database:
 
     async def run(self, work: Callable[[Any], T]) -> T:
         """``work`` in one transaction on a pooled connection, in a worker thread."""
+        self.transactions += 1
         try:
             return await anyio.to_thread.run_sync(self._transaction, work, limiter=self._limiter)
         except JournalError:

@@ -55,7 +55,8 @@ class PostgresJournal:
         dsn: a libpq connection string or URL (``postgresql://user@host/db``).
         schema: the PostgreSQL schema of the tables (created if missing).
         lease: seconds a worker's lease lasts without a heartbeat.
-        pool_size: connections (and worker threads) at most.
+        pool_size: connections (and worker threads) at most, the heartbeat's
+            and the listener's own included (at least 3).
         connect_timeout: seconds to wait for a connection before failing:
             less than a third of the lease (a heartbeat must not wait longer);
             by default 10 s, or a quarter of the lease if that is shorter.
@@ -107,6 +108,11 @@ class PostgresJournal:
         self.worker: str | None = None
         self._scope: tuple[str, str] | None = None
         self._epochs: dict[str, int] = {}
+
+    @property
+    def transactions(self) -> int:
+        """Transactions this journal ran on its pool (the heartbeat's and the listener's apart)."""
+        return self._db.transactions
 
     def __repr__(self) -> str:
         return f"<PostgresJournal {self._db.where} schema={self.schema} worker={self.worker}>"
