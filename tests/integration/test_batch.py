@@ -228,7 +228,7 @@ def test_a_line_sent_afresh_is_answered_once_when_its_answer_missed_the_output(
     with serve(RefusingFirst(simulator, "batch-2")) as url:
         point_at(monkeypatch, url)
         assert main(["run", str(source), "--out", str(out)]) == 1
-        assert main(["run", str(source), "--out", str(out), "--retry-rejected", *journal]) == 0
+        assert main(["run", str(source), "--out", str(out), "--retry-rejected"]) == 0
         kept = [r for r in out.read_text().splitlines() if json.loads(r)["line"] != 2]
         out.write_text("".join(r + "\n" for r in kept))  # as if killed before writing line 2
         assert main(["run", str(source), "--out", str(out)]) == 0

@@ -403,10 +403,10 @@ async def test_a_worker_whose_lease_ran_out_drops_its_jobs(
     """Its entry is another worker's now: the job here ends abandoned; no end is written."""
     router.post(PAYMENTS).respond(200, json=ack())
     router.get(RESULT).respond(200, json=transaction())
-    async with open_gateway(journal=(mine := pg_journal(lease=3.0)), autojump=False) as a:
+    async with open_gateway(journal=(mine := pg_journal(lease=6.0)), autojump=False) as a:
         job = await a.submit(payment())
+        other = await joined(pg_journal())  # ready first: A's next beat is seconds away
         expire(pg_dsn, mine)
-        other = await joined(pg_journal())
         (taken,) = await other.claim(10)
         with anyio.fail_after(10), pytest.raises(bga.JobAbandoned, match="lease ran out"):
             await job
@@ -507,8 +507,8 @@ async def test_a_stale_owners_conclusion_abandons_its_job(
     router.get(RESULT).respond(404, json={"status": "unknown", "request_id": "r1"})
     async with open_gateway(journal=(mine := pg_journal()), autojump=False) as a:
         job = await a.submit(payment())
-        expire(pg_dsn, mine)
         other = await joined(pg_journal())
+        expire(pg_dsn, mine)
         (taken,) = await other.claim(10)
         await clock.advance(600.0)
         with anyio.fail_after(10), pytest.raises(bga.JobAbandoned, match="another worker"):
