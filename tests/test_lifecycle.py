@@ -381,3 +381,37 @@ async def test_resume_all_goes_on_past_an_entry_it_cannot_handle(open_gateway, r
             await broken
         assert (await fine).uid == "u1"
     assert [e.key for e in await journal.unfinished(BASE, str(SHOP_ID))] == ["broken"]
+
+
+async def test_a_notification_whose_journalling_fails_leaves_the_poll_to_end_the_job(
+    open_gateway, router: respx.MockRouter, clock
+):
+    """The poll waits while a notification is journalled; that failing, the poll's end stands."""
+    holding, gate = anyio.Event(), anyio.Event()
+
+    class Failing(bga.MemoryJournal):
+        async def notified(self, notification: bga.JournalNotification) -> None:  # noqa: ARG002
+            holding.set()
+            await gate.wait()
+            raise bga.JournalError("disk full")
+
+    router.post("/async/transactions/payments").respond(200, json=ack())
+    router.get(RESULT).respond(404, json={"status": "unknown", "request_id": "r1"})
+    refused: list[BaseException] = []
+
+    async def deliver(gw: bga.Gateway) -> None:
+        try:
+            await gw.deliver(*notification())
+        except bga.JournalError as exc:
+            refused.append(exc)
+
+    async with open_gateway(journal=Failing(), autojump=False) as gw:
+        job = await gw.submit(payment())
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(deliver, gw)
+            await holding.wait()  # the notification holds the job while it is journalled
+            await clock.advance(600.0)  # the poll finds the task unknown meanwhile
+            gate.set()
+        with anyio.fail_after(10), pytest.raises(bga.JobLost):
+            await job
+    assert len(refused) == 1

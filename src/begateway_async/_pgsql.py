@@ -26,6 +26,7 @@ _DEAD: Final = "'-infinity'"
 #: Every other end (not sent, lost, expired, ...) is a worker's own conclusion, written
 #: only under the claim it was reached in (the entry's current epoch).
 ANSWERS: Final = ("result", "failed", "rejected")
+_THROTTLED: Final = (429, 503)
 
 _ENTRY: Final = (
     "key, gateway, shop_id, operation, method, path, body, headers, tracking_id, tag, created_at, "
@@ -89,7 +90,7 @@ class Statements:
             f"UPDATE {s}.workers SET lease_until = clock_timestamp() + make_interval(secs => %s) "
             "WHERE id = %s AND lease_until > clock_timestamp() RETURNING 1"
         )
-        # Rows of workers dead for a day say nothing any more.
+        # Rows of workers dead for a day (or found dead by a claim) say nothing any more.
         self.forget_workers = (
             f"DELETE FROM {s}.workers WHERE lease_until < clock_timestamp() - interval '1 day'"
         )
@@ -159,6 +160,8 @@ class Statements:
             f"UPDATE {s}.entries SET {set_outcome} WHERE key = %s AND outcome IS NULL "
             # Without a known epoch (a job resumed from its token): only this worker's or nobody's.
             "AND (epoch = %s OR (%s::bigint IS NULL AND (owner IS NULL OR owner = %s))) "
+            # An acknowledged entry was sent, whatever a stale sender concluded.
+            "AND (request_id IS NULL OR %s <> 'not_sent') "
             "RETURNING 1"
         )
         # The gateway's own answers: whoever holds one first.
@@ -189,6 +192,16 @@ class Statements:
         )
         self.wake = "SELECT pg_notify(%s, %s)"
         self.listen = f"LISTEN {self.channel}"
+
+
+def is_answer(o: JournalOutcome) -> bool:
+    """Whether ``o`` is the gateway's own answer (see `ANSWERS`).
+
+    A refusal with 429 or 503 is not: the gateway throttled every attempt
+    and processed none, so it says nothing of the ``RequestID`` (another
+    worker's send with it may have made a task).
+    """
+    return o.kind in ANSWERS and not (o.kind == "rejected" and o.status_code in _THROTTLED)
 
 
 def lock_key(gateway: str, shop_id: str, tracking_id: str) -> int:

@@ -268,14 +268,15 @@ class PostgresJournal:
             LeaseLost: the end is this worker's conclusion, and another worker
                 claimed the entry since (it has no outcome yet).
         """
-        epoch, answer = self._epochs.get(key), outcome.kind in q.ANSWERS
+        epoch, answer = self._epochs.get(key), q.is_answer(outcome)
 
         def finish(c: Any) -> JournalOutcome | None:
             values = (*q.outcome_values(outcome), key)
             if answer:
                 done = c.execute(self._sql.finish_any, values)
             else:
-                done = c.execute(self._sql.finish, (*values, epoch, epoch, self.worker))
+                fence = (epoch, epoch, self.worker, outcome.kind)
+                done = c.execute(self._sql.finish, (*values, *fence))
             if done.fetchone() is not None:
                 return None
             row = c.execute(self._sql.outcome_of, (key,)).fetchone()

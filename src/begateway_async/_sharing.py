@@ -125,6 +125,8 @@ class Sharing:
                 self.taken_over += len(entries)
                 logger.info("took over %d entries of other workers", len(entries))
                 for entry in entries:
+                    if entry.key in self._tracker.sending:
+                        continue  # its send here (begun under a lost lease) ends it: no second
                     # Each in a task of its own: a re-send must not hold the others up.
                     tg.start_soon(self._pick_up, entry)
                 if len(entries) < CLAIM_BATCH:

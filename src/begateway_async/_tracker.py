@@ -391,8 +391,10 @@ class Tracker:
         if isinstance(error, JobAbandoned) or tracked.journal_key is None:
             self.end(tracked, error=error)
             return
-        if self.registry.claimed(job) or not job.polling:
-            return  # a notification ends it (or did)
+        # A notification being journalled ends it, unless that fails: then this does.
+        await self.registry.unclaimed(job)
+        if not job.polling:
+            return
         standing: JournalOutcome | None = None
         with self.registry.claim(job):
             try:

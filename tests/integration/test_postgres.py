@@ -114,6 +114,28 @@ async def test_a_stale_owner_concludes_nothing_and_the_first_answer_wins(pg_dsn,
     assert only.outcome == result(b"held")
 
 
+async def test_a_throttled_refusal_is_a_conclusion_fenced_by_the_claim(pg_dsn, pg_journal):
+    """All attempts throttled say nothing of the RequestID: a stale sender cannot end the entry."""
+    a, b = await joined(pg_journal()), await joined(pg_journal())
+    await a.intent(entry("k1"))
+    expire(pg_dsn, a)
+    assert [e.key for e in await b.claim(10)] == ["k1"]  # b re-sends it: a task may exist now
+    with pytest.raises(bga.LeaseLost):
+        await a.finished("k1", bga.JournalOutcome("rejected", 429, b"slow down"))
+    assert await a.finished("k1", bga.JournalOutcome("rejected", 422, b"no")) is None  # an answer
+    assert row(pg_dsn, b, "k1")[2] == "rejected"
+
+
+async def test_an_acknowledged_entry_is_never_concluded_not_sent(pg_dsn, pg_journal):
+    """A sender that saw nothing leave cannot overrule an acknowledgement on record."""
+    a = await joined(pg_journal())
+    await a.intent(entry("k1"))
+    await a.acknowledged("k1", "r1", f"{BASE}/async/status/r1", RESULT)
+    with pytest.raises(bga.LeaseLost):
+        await a.finished("k1", bga.JournalOutcome("not_sent", message="cannot reach"))
+    assert row(pg_dsn, a, "k1")[2] is None  # still unfinished: its polls decide
+
+
 async def test_nothing_is_recorded_or_claimed_under_a_lease_that_ran_out(pg_dsn, pg_journal):
     """A worker whose lease ran out records no intent (nothing is sent) and claims nothing."""
     a, b = await joined(pg_journal()), await joined(pg_journal())
