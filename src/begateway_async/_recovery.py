@@ -34,6 +34,7 @@ from ._jobs import Job, read_token
 from ._journal import Journal
 from ._records import JournalEntry, JournalError, JournalNotification, JournalOutcome
 from ._sealing import Sealer
+from ._shared import LeaseLost
 from ._submit import Submitter, notification_key, task_urls
 from ._tracker import Tracker
 
@@ -149,9 +150,7 @@ class Recovery:
         )
         if self._timebase.time() >= entry.created_at + RESULT_RETENTION:
             job = self._tracker.job(entry, ack)
-            error = s.expired(job)
-            await self._end(entry, error)
-            job.set_exception(error)
+            job.set_exception(await self._end(entry, s.expired(job)))
             return job
         return self._tracker.start(entry, ack, resumed=True)
 
@@ -235,13 +234,26 @@ class Recovery:
                     request_id=entry.key,
                     tracking_id=entry.tracking_id,
                 )
-        await self._end(entry, error)
-        return self._tracker.ended(entry, error=error)
+        return self._tracker.ended(entry, error=await self._end(entry, error))
 
-    async def _end(self, entry: JournalEntry, error: GatewayError) -> None:
-        await self._record(
-            entry, JournalOutcome("error", error=type(error).__name__, message=str(error))
-        )
+    async def _end(self, entry: JournalEntry, error: GatewayError) -> GatewayError:
+        """Journal this worker's conclusion; the error to end the job with.
+
+        On a shared journal, an entry another worker claimed since is its to
+        conclude: the job here is abandoned, and nothing is written.
+        """
+        outcome = JournalOutcome("error", error=type(error).__name__, message=str(error))
+        try:
+            await self._submitter.record(entry.key, outcome)
+        except LeaseLost:
+            return JobAbandoned(
+                "another worker holds its entry now",
+                request_id=entry.request_id or entry.key,
+                tracking_id=entry.tracking_id,
+            )
+        except JournalError:
+            logger.exception("cannot journal how the entry %s ended", entry.key)
+        return error
 
     async def _record(self, entry: JournalEntry, outcome: JournalOutcome) -> None:
         """Journal how an entry ended; if the journal fails, the next `resume_all` tries again."""
