@@ -6,7 +6,7 @@ import attrs
 
 from ._errors import GatewayError
 
-__all__ = ["JournalEntry", "JournalError", "JournalNotification", "JournalOutcome"]
+__all__ = ["JournalEntry", "JournalError", "JournalNotification", "JournalOutcome", "error_outcome"]
 
 
 class JournalError(GatewayError):
@@ -35,6 +35,11 @@ class JournalOutcome:
     error: str | None = None
     message: str | None = None
     finished_at: float = 0.0
+
+
+def error_outcome(error: BaseException) -> JournalOutcome:
+    """The recorded end of a submit that ended in ``error`` (lost, expired, unsafe URL, ...)."""
+    return JournalOutcome("error", error=type(error).__name__, message=str(error))
 
 
 @attrs.frozen

@@ -32,7 +32,13 @@ from ._errors import (
 from ._http import describe
 from ._jobs import Job, read_token
 from ._journal import Journal
-from ._records import JournalEntry, JournalError, JournalNotification, JournalOutcome
+from ._records import (
+    JournalEntry,
+    JournalError,
+    JournalNotification,
+    JournalOutcome,
+    error_outcome,
+)
 from ._sealing import Sealer
 from ._shared import LeaseLost
 from ._submit import Submitter, notification_key, task_urls
@@ -242,22 +248,25 @@ class Recovery:
         On a shared journal, an entry another worker claimed since is its to
         conclude: the job here is abandoned, and nothing is written.
         """
-        outcome = JournalOutcome("error", error=type(error).__name__, message=str(error))
         try:
-            await self._submitter.record(entry.key, outcome)
+            await self._record(entry, error_outcome(error))
         except LeaseLost:
             return JobAbandoned(
-                "another worker holds its entry now",
-                request_id=entry.request_id or entry.key,
+                s.HELD_ELSEWHERE, request_id=entry.request_id or entry.key,
                 tracking_id=entry.tracking_id,
-            )
-        except JournalError:
-            logger.exception("cannot journal how the entry %s ended", entry.key)
+            )  # fmt: skip
         return error
 
     async def _record(self, entry: JournalEntry, outcome: JournalOutcome) -> None:
-        """Journal how an entry ended; if the journal fails, the next `resume_all` tries again."""
+        """Journal how an entry ended; if the journal fails, the next `resume_all` tries again.
+
+        Raises:
+            LeaseLost: ``outcome`` is this worker's conclusion, and another
+                worker claimed the entry since.
+        """
         try:
             await self._submitter.record(entry.key, outcome)
+        except LeaseLost:
+            raise
         except JournalError:
             logger.exception("cannot journal how the entry %s ended", entry.key)

@@ -111,10 +111,8 @@ class Sharing:
                 if not self._taking:
                     self._taking = True
                     tg.start_soon(self._take_over, tg)
-            except Exception as exc:  # a bug must not stop the beats, nor the polls with them
-                logger.warning(
-                    "the heartbeat failed: %s", exc, exc_info=not isinstance(exc, JournalError)
-                )
+            except Exception as exc:  # noqa: BLE001 - a bug must not stop the beats, nor the polls
+                _failed("the heartbeat", exc)
                 due = anyio.current_time() + min(BEAT_RETRY, interval / 3)
             # Beats missed (a stalled process) are not made up in a burst.
             await anyio.sleep_until(max(due, anyio.current_time()))
@@ -131,10 +129,8 @@ class Sharing:
                     tg.start_soon(self._pick_up, entry)
                 if len(entries) < CLAIM_BATCH:
                     return
-        except Exception as exc:  # the next beat claims again
-            logger.warning(
-                "taking over failed: %s", exc, exc_info=not isinstance(exc, JournalError)
-            )
+        except Exception as exc:  # noqa: BLE001 - the next beat claims again
+            _failed("taking over", exc)
         finally:
             self._taking = False
 

@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from ._models import Transaction
 
 __all__ = [
+    "HELD_ELSEWHERE",
     "QUERIES",
     "End",
     "JobFacts",
@@ -179,6 +180,10 @@ def expired(job: JobFacts) -> JobExpired:
         request_id=job.request_id,
         tracking_id=job.tracking_id,
     )
+
+
+#: Why a job ends here when another worker's claim holds its entry (it concludes it).
+HELD_ELSEWHERE: Final = "another worker holds its entry now"
 
 
 def abandoned(

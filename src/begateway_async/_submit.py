@@ -36,7 +36,7 @@ from ._errors import (
 from ._http import HttpCore, describe, not_sent
 from ._journal import Journal
 from ._pacing import resend_delay
-from ._records import JournalEntry, JournalError, JournalOutcome
+from ._records import JournalEntry, JournalError, JournalOutcome, error_outcome
 from ._requests import Request
 from ._sealing import Sealer
 from ._serde import request_body
@@ -385,9 +385,7 @@ class Submitter:
                 ack = task_urls(outcome, self.base_url, entry.tracking_id)
             except UnsafeURL as exc:
                 if not internal:
-                    await self._end(
-                        entry, JournalOutcome("error", error="UnsafeURL", message=str(exc))
-                    )
+                    await self._end(entry, error_outcome(exc))
                 raise
             if not internal:
                 await self._acknowledged(entry, ack)

@@ -26,7 +26,7 @@ from ._http import AnswerTooLarge, HttpCore, describe, not_sent
 from ._jobs import Job
 from ._models import Transaction
 from ._pacing import NOT_SEEN, Pacing
-from ._records import JournalEntry, JournalError, JournalOutcome
+from ._records import JournalEntry, JournalError, JournalOutcome, error_outcome
 from ._registry import Registry, Tracked
 from ._requests import Request, TrackingIdQuery
 from ._scheduler import Scheduler
@@ -398,12 +398,9 @@ class Tracker:
         standing: JournalOutcome | None = None
         with self.registry.claim(job):
             try:
-                standing = await self._submitter.record(
-                    tracked.journal_key,
-                    JournalOutcome("error", error=type(error).__name__, message=str(error)),
-                )
+                standing = await self._submitter.record(tracked.journal_key, error_outcome(error))
             except LeaseLost:
-                error = s.abandoned(job, "another worker holds its entry now")
+                error = s.abandoned(job, s.HELD_ELSEWHERE)
             except JournalError:
                 logger.exception("request_id=%s: cannot journal how the job ended", job.request_id)
         if standing is not None:
