@@ -37,7 +37,7 @@ from ._shared import SharedJournal
 from ._sharing import Sharing
 from ._submit import Submitter
 from ._tracker import Tracker
-from ._transports import HttpChoice, make_transport
+from ._transports import HttpChoice, make_engine
 from ._webhooks import Headers, Notification, WebhookVerifier
 
 __all__ = ["FOLLOW_POLICY", "Gateway"]
@@ -147,12 +147,18 @@ class Gateway(Operations):
         t, limits = self.timeouts, self.limits
         self._sealer = Sealer(secret_key, self.shop_id, self.base_url)
         given, engine = self._transport, self.http
+        timeout = httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool)
         self._http = HttpCore(
             # Chosen once the event loop runs: aiohttp is for asyncio only.
-            lambda: given or make_transport(engine, limits.max_connections),
+            lambda: make_engine(
+                engine,
+                max_connections=limits.max_connections,
+                timeout=timeout,
+                total=t.total,
+                max_answer_bytes=limits.max_answer_bytes,
+                transport=given,
+            ),
             gateway_headers(self.shop_id, secret_key, self.api_version),
-            httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool),
-            t.total,
             limits.max_answer_bytes,
         )
         self._timebase = timebase
@@ -202,6 +208,7 @@ class Gateway(Operations):
                     with anyio.CancelScope(shield=True):
                         await self.journal.aclose()
                 raise
+        self._timebase.bind()
         self._http.open()
         tg = anyio.create_task_group()
         await tg.__aenter__()

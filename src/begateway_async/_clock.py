@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 import anyio
+import sniffio
 
 __all__ = ["SchedulingClock", "Timebase"]
 
@@ -41,11 +42,17 @@ class SchedulingClock(Protocol):
 
 
 class Timebase:
-    """The time functions one Gateway uses, chosen once from its ``clock`` argument."""
+    """The time functions one Gateway uses, chosen once from its ``clock`` argument.
 
-    __slots__ = ("monotonic", "time", "wait")
+    On real time, `bind` (at open, in the running loop) replaces
+    `anyio.current_time`, which looks the event loop up on every call, with
+    the loop's own clock: the same time line, read for nothing.
+    """
+
+    __slots__ = ("_real", "monotonic", "time", "wait")
 
     def __init__(self, clock: Callable[[], float] | SchedulingClock | None) -> None:
+        self._real = not isinstance(clock, SchedulingClock)
         if isinstance(clock, SchedulingClock):
             self.time: Callable[[], float] = clock
             self.monotonic: Callable[[], float] = clock.monotonic
@@ -53,16 +60,28 @@ class Timebase:
         else:
             self.time = clock if clock is not None else time.time
             self.monotonic = anyio.current_time
-            self.wait = _real_wait
+            self.wait = self._real_wait
+
+    def bind(self) -> None:
+        """Read the running event loop's clock directly from now on (real time only)."""
+        if not self._real:
+            return
+        if sniffio.current_async_library() == "asyncio":
+            import asyncio  # noqa: PLC0415 - only on asyncio
+
+            self.monotonic = asyncio.get_running_loop().time
+        else:
+            import trio  # noqa: PLC0415 - only on Trio
+
+            self.monotonic = trio.current_time
 
     async def sleep(self, seconds: float) -> None:
         """Sleep on this time line (a fresh event nobody else sets)."""
         await self.wait(anyio.Event(), self.monotonic() + seconds)
 
-
-async def _real_wait(event: anyio.Event, deadline: float) -> None:
-    if math.isinf(deadline):
-        await event.wait()
-        return
-    with anyio.move_on_after(max(0.0, deadline - anyio.current_time())):
-        await event.wait()
+    async def _real_wait(self, event: anyio.Event, deadline: float) -> None:
+        if math.isinf(deadline):
+            await event.wait()
+            return
+        with anyio.move_on_after(max(0.0, deadline - self.monotonic())):
+            await event.wait()

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from typing import Any, Final, TypeVar
 
 import anyio
-import httpx
 
 from ._jobs import Job
 
@@ -52,7 +51,7 @@ class Tracked:
     def __init__(
         self,
         job: Job[Any],
-        url: httpx.URL,
+        url: str,
         *,
         notified: bool,
         running_at: float,

@@ -1,10 +1,13 @@
 """One polling scheduler per Gateway: a min-heap of due polls per gateway host.
 
-No task and no timer per job: a pending job is one heap entry. The single
-`Scheduler.run` coroutine wakes at the earliest due time of any host, takes
-every due entry of each host up to that host's in-flight cap, and fires them
-concurrently. A host can be paused (429, 503 with ``Retry-After``): its
-entries wait, every other host goes on.
+No task and no timer per job, and no task per poll: a pending job is one
+heap entry, and polls run in long-lived workers (at most a host's in-flight
+cap of them per host). The `Scheduler.run` loop wakes at the earliest due
+time of any host, takes every due entry of each host up to that host's cap,
+and hands them to idle workers (starting one only when none is idle). A
+worker whose poll is done takes the next due entry of the same host itself,
+without waking the loop. A host can be paused (429, 503 with
+``Retry-After``): its entries wait, every other host goes on.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ import heapq
 import itertools
 import logging
 import math
+from collections import deque
 from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, Protocol, TypeVar
 
 import anyio
+import anyio.abc
 
 from ._clock import Timebase
 
@@ -69,6 +74,12 @@ class Scheduler(Generic[ItemT]):
         self._seq = itertools.count()
         self._kick = anyio.Event()
         self._next_wake = math.inf
+        #: Polls taken from the heaps (counted in flight), not yet picked up by a worker.
+        self._ready: deque[tuple[_Host[ItemT], ItemT]] = deque()
+        #: The wake-up events of the workers waiting for work.
+        self._idle: list[anyio.Event] = []
+        #: Workers started or woken that have not looked at ``_ready`` yet.
+        self._coming = 0
 
     def schedule(self, host: Hashable, due: float, item: ItemT) -> None:
         """Queue ``item``'s next poll at monotonic time ``due``."""
@@ -125,22 +136,62 @@ class Scheduler(Generic[ItemT]):
         """Run forever (until cancelled), firing due polls."""
         async with anyio.create_task_group() as tg:
             while True:
-                self._kick = anyio.Event()
+                if self._kick.is_set():  # a new event only after one was used
+                    self._kick = anyio.Event()
                 due, wake = self.tick(self._time.monotonic())
-                for host, item in due:
-                    tg.start_soon(self._run_one, host, item)
+                if due:
+                    self._ready.extend(due)
+                    self._hand_out(tg)
                 await self._time.wait(self._kick, wake)
 
-    async def _run_one(self, host: _Host[ItemT], item: ItemT) -> None:
+    def _hand_out(self, tg: anyio.abc.TaskGroup) -> None:
+        """Wake (or, when none waits, start) a worker for each poll nobody is coming for."""
+        wanted = len(self._ready) - self._coming
+        while wanted > 0 and self._idle:
+            self._idle.pop().set()
+            self._coming += 1
+            wanted -= 1
+        for _ in range(wanted):
+            tg.start_soon(self._worker)
+            self._coming += 1
+
+    async def _worker(self) -> None:
+        ready = self._ready
+        while True:
+            self._coming -= 1
+            while ready:
+                host, item = ready.popleft()
+                polled: ItemT | None = item
+                while polled is not None:
+                    await self._run_one(polled)
+                    polled = self._next(host)
+            woken = anyio.Event()
+            self._idle.append(woken)
+            await woken.wait()
+
+    async def _run_one(self, item: ItemT) -> None:
         try:
             await self._fire(item)
         except Exception:
             # The poll owns its errors; this only keeps one bug from stopping
             # every other job.
             logger.exception("poll failed unexpectedly")
-        finally:
-            host.in_flight -= 1
+
+    def _next(self, host: _Host[ItemT]) -> ItemT | None:
+        """Free the poll's slot at ``host``, and take the host's next due poll into it."""
+        host.in_flight -= 1
+        heap = host.heap
+        if heap:
+            now = self._time.monotonic()
+            if host.paused_until <= now:
+                horizon = now + TOLERANCE
+                while heap and heap[0][0] <= horizon:
+                    item = heapq.heappop(heap)[2]
+                    if item.polling:
+                        host.in_flight += 1
+                        return item
             # A host at its cap gave the loop no deadline: a freed slot must
             # wake it for a head due before the loop's own next wake-up.
-            if host.heap and host.heap[0][0] < self._next_wake:
+            if heap and heap[0][0] < self._next_wake:
                 self._kick.set()
+        return None

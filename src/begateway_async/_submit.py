@@ -33,7 +33,7 @@ from ._errors import (
     TransportError,
     UnsafeURL,
 )
-from ._http import HttpCore, describe, not_sent
+from ._http import Answer, HttpCore, describe, not_sent
 from ._journal import Journal
 from ._pacing import resend_delay
 from ._records import JournalEntry, JournalError, JournalOutcome, error_outcome
@@ -210,7 +210,7 @@ class Submitter:
         return None if standing is None else self.opened(key, standing)
 
     async def keep(
-        self, key: str | None, outcome: p.Done | p.Failed, answer: httpx.Response, job: Any
+        self, key: str | None, outcome: p.Done | p.Failed, answer: Answer, job: Any
     ) -> p.PollOutcome | JournalOutcome:
         """Put a poll's result or one-shot error body in the journal before anyone sees it.
 
@@ -294,13 +294,14 @@ class Submitter:
             Standing: a shared journal holds another worker's end of the entry.
         """
         content = None if entry.body is None else self._sealer.open(entry.body, key=entry.key)
-        headers = [(b"RequestID", entry.key.encode())]
-        headers += [(name.encode(), value.encode()) for name, value in entry.headers]
+        headers = [("RequestID", entry.key), *entry.headers]
+        if not all(type(name) is str and type(value) is str for name, value in headers):
+            raise TypeError(f"the entry's headers are not text: {entry.headers!r}")  # nothing sent
         if entry.body is not None:
-            headers.append((b"Content-Type", b"application/json"))
-        url = httpx.URL(self.base_url + entry.path)
+            headers.append(("Content-Type", "application/json"))
+        url = self.base_url + entry.path
         uncertain = False  # whether any attempt may have reached the gateway
-        answer: httpx.Response | None = None
+        answer: Answer | None = None
         last = p.Resend("not sent")
         async with contextlib.nullcontext() if internal else self._slots:
             for attempt in range(self._attempts):
@@ -343,10 +344,10 @@ class Submitter:
     async def _attempt(
         self,
         entry: JournalEntry,
-        url: httpx.URL,
+        url: str,
         content: bytes | None,
-        headers: list[tuple[bytes, bytes]],
-    ) -> tuple[p.SubmitOutcome, httpx.Response | None, bool]:
+        headers: list[tuple[str, str]],
+    ) -> tuple[p.SubmitOutcome, Answer | None, bool]:
         """Send one attempt.
 
         Returns:
@@ -375,7 +376,7 @@ class Submitter:
         self,
         entry: JournalEntry,
         outcome: p.SubmitOutcome,
-        answer: httpx.Response,
+        answer: Answer,
         *,
         internal: bool,
     ) -> Sent:

@@ -169,7 +169,7 @@ class Tracker:
         )
         tracked = Tracked(
             job,
-            httpx.URL(polled_first),
+            polled_first,
             notified=notified,
             running_at=NOT_SEEN if resumed else 0.0,
             journal_key=None if internal else entry.key,
@@ -325,7 +325,7 @@ class Tracker:
             tracked.failures = tracked.failures + 1 if step.note is not None else 0
             tracked.lost_reply |= step.lost_reply
             if step.url is not None:
-                tracked.url = httpx.URL(step.url)
+                tracked.url = step.url
             delay = 0.0 if step.now else self._delay(tracked, step.retry_after)
             due = self._timebase.monotonic() + delay
             if step.pause_host:

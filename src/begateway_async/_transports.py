@@ -1,143 +1,128 @@
-"""The HTTP transport under the Gateway: httpx's own, or an aiohttp-backed one on asyncio.
+"""The engines under the Gateway: httpx's transports in small pools, or aiohttp's on asyncio.
 
-httpx spends about 0.6-3 ms of CPU per request here; aiohttp about 0.1 ms.
-With the ``aiohttp`` extra installed, a Gateway on
-asyncio sends through aiohttp and keeps the httpx API; on Trio, or without
-the extra, it uses httpx's default transport.
+With the ``aiohttp`` extra installed, a Gateway on asyncio sends through
+`AiohttpEngine` (about a quarter of httpx's client CPU per job here); on
+Trio, or without the extra, through httpx's own transport. A transport a
+user gives (``Gateway(transport=...)``: a mock, a proxy) is sent through as
+it is, by `HttpxEngine`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
+import anyio
 import httpx
 import sniffio
 
 from ._errors import InvalidRequest
-from ._http import MAX_ANSWER, AnswerTooLarge
+from ._http import Answer, Engine, Headers, read_capped
 
-__all__ = ["HttpChoice", "choose_transport", "make_transport"]
+__all__ = ["POOL_SIZE", "HttpChoice", "HttpxEngine", "choose_engine", "make_engine"]
 
 HttpChoice = Literal["auto", "httpx", "aiohttp"]
 
+#: Connections per httpx pool. httpcore's pool walks every connection and
+#: every waiting request on each request and answer: its CPU per request
+#: grows with the pool and the queue (64 in flight on one pool of 80 costs
+#: about 4 times 1 in flight here). Pools of this size, each with at most
+#: this many requests in flight, keep the cost flat.
+POOL_SIZE = 8
 
-class _AiohttpTransport(httpx.AsyncBaseTransport):
-    """An `httpx.AsyncBaseTransport` that sends through one `aiohttp.ClientSession`.
 
-    httpx's API stays (`httpx.Request` in, `httpx.Response` out, httpx's
-    errors and timeouts); aiohttp does the I/O at about a sixth of httpx's
-    CPU per request here. The answer is read whole before it is returned
-    (this protocol's answers are small JSON bodies), which skips wrapping
-    aiohttp's stream in httpx's.
+class HttpxEngine:
+    """An `Engine` over httpx transports: a user's one, or several small pools used in turn.
 
-    Failures map to httpx's errors so that "nothing was sent" stays exact:
-    only a failure to connect (or to get a pooled connection in time)
-    becomes `httpx.ConnectError`, `httpx.ConnectTimeout` or
-    `httpx.PoolTimeout`. Any failure after the request may have been
-    written (a hang-up, a reset, a broken answer) is a `httpx.ReadError`,
-    `httpx.ReadTimeout` or `httpx.RemoteProtocolError`: the request may
-    have arrived.
+    With ``caps``, transport *i* has at most ``caps[i]`` requests in flight
+    (its pool's size), and a request goes to the least busy one; when all
+    are full it waits here, within the pool timeout (`httpx.PoolTimeout`,
+    nothing sent), not in httpcore's queue. The caps must not grow along
+    the list, nor differ by more than one (then the least busy transport is
+    never a full one).
+
+    Args:
+        transports: the httpx transports to send through.
+        timeout: per-phase timeouts, passed to the transport.
+        total: seconds for the whole request, the body of the answer included.
+        max_answer_bytes: the most of one answer that is read.
+        caps: requests in flight per transport (None: no bound of ours).
     """
 
-    def __init__(self, limits: httpx.Limits) -> None:
-        import aiohttp  # noqa: PLC0415 - an optional extra
+    def __init__(
+        self,
+        transports: list[httpx.AsyncBaseTransport],
+        timeout: httpx.Timeout,
+        total: float,
+        max_answer_bytes: int,
+        caps: list[int] | None = None,
+    ) -> None:
+        self._transports = transports
+        self._busy = [0] * len(transports)
+        self.caps = caps
+        self._slots = anyio.Semaphore(sum(caps)) if caps is not None else None
+        self._pool_timeout = timeout.pool
+        self._extensions = {"timeout": timeout.as_dict()}
+        self._total = total
+        self._limit = max_answer_bytes
 
-        self._aiohttp = aiohttp
-        # The first match wins: the connect-side errors first (nothing was sent).
-        self._errors: tuple[tuple[type[BaseException], type[httpx.TransportError]], ...] = (
-            (aiohttp.ClientConnectorError, httpx.ConnectError),
-            (aiohttp.ConnectionTimeoutError, httpx.ConnectTimeout),
-            (aiohttp.InvalidURL, httpx.UnsupportedProtocol),
-            (aiohttp.ServerTimeoutError, httpx.ReadTimeout),
-            (TimeoutError, httpx.ReadTimeout),
-            (aiohttp.ClientPayloadError, httpx.ReadError),
-            (aiohttp.ClientOSError, httpx.ReadError),
-            (aiohttp.ClientError, httpx.RemoteProtocolError),
-        )
-        self._limits = limits
-        self._session: Any = None
-        self._timeouts: dict[tuple[Any, ...], Any] = {}
+    def __repr__(self) -> str:
+        return f"<HttpxEngine {len(self._transports)} x {type(self._transports[0]).__name__}>"
 
-    def _open(self) -> Any:
-        aiohttp = self._aiohttp
-        connector = aiohttp.TCPConnector(
-            limit=self._limits.max_connections or 0,
-            keepalive_timeout=self._limits.keepalive_expiry,
-            ssl=httpx.create_ssl_context(),  # httpx's trust store on both engines
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            auto_decompress=False,  # httpx decodes, as on its own transport
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-        )
-        return self._session
-
-    def _timeout(self, timeout: dict[str, float | None]) -> Any:
-        key = (timeout.get("connect"), timeout.get("read"), timeout.get("pool"))
-        found = self._timeouts.get(key)
-        if found is None:
-            connect, read, pool = key
-            found = self._timeouts[key] = self._aiohttp.ClientTimeout(
-                total=None, connect=pool, sock_connect=connect, sock_read=read
+    async def send(self, method: str, url: str, headers: Headers, content: bytes | None) -> Answer:
+        """Send one request through the least busy transport and read its whole answer."""
+        read: Answer | None = None
+        with anyio.move_on_after(self._total):
+            if self._slots is None:
+                read = await self._send(0, method, url, headers, content)
+            else:
+                await self._acquire(method, url)
+                try:
+                    busy = self._busy
+                    index = busy.index(min(busy))
+                    busy[index] += 1
+                    try:
+                        read = await self._send(index, method, url, headers, content)
+                    finally:
+                        busy[index] -= 1
+                finally:
+                    self._slots.release()
+        if read is None:
+            # Whatever was under way, the request may have reached the gateway.
+            raise httpx.ReadTimeout(
+                f"no whole answer within {self._total:g} s", request=httpx.Request(method, url)
             )
-        return found
+        return read
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        """Send ``request`` through aiohttp and read the whole answer."""
-        session = self._session or self._open()
+    async def _acquire(self, method: str, url: str) -> None:
+        """A slot in some pool, within the pool timeout (else nothing was sent)."""
+        assert self._slots is not None  # noqa: S101 - only with pools
         try:
-            async with session.request(
-                request.method,
-                str(request.url),
-                headers=request.headers.multi_items(),
-                data=request.content or None,
-                allow_redirects=False,
-                timeout=self._timeout(request.extensions.get("timeout", {})),
-            ) as answer:
-                body = await self._read(answer, request)
-        except AnswerTooLarge:
-            raise
-        except Exception as exc:
-            raise self._mapped(exc, request) from exc
-        # As a stream, not ``content=``: httpx would undo a Content-Encoding at
-        # once, whole (a gzip bomb); the core inflates within the cap instead.
-        return httpx.Response(
-            answer.status,
-            headers=list(answer.raw_headers),
-            stream=httpx.ByteStream(body),
-            request=request,
-            extensions={"http_version": b"HTTP/1.1"},
+            self._slots.acquire_nowait()
+        except anyio.WouldBlock:
+            with anyio.move_on_after(self._pool_timeout or float("inf")):
+                await self._slots.acquire()
+                return
+            raise httpx.PoolTimeout(
+                "no connection free within the pool timeout", request=httpx.Request(method, url)
+            ) from None
+
+    async def _send(
+        self, index: int, method: str, url: str, headers: Headers, content: bytes | None
+    ) -> Answer:
+        request = httpx.Request(
+            method, url, headers=headers, content=content, extensions=self._extensions
         )
-
-    @staticmethod
-    async def _read(answer: Any, request: httpx.Request) -> bytes:
-        """The whole body, or `AnswerTooLarge` as soon as it passes the request's limit."""
-        limit = request.extensions.get(MAX_ANSWER)
-        if limit is None:
-            return bytes(await answer.read())
-        if answer.content_length is not None and answer.content_length > limit:
-            raise AnswerTooLarge(limit, request)
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in answer.content.iter_any():
-            size += len(chunk)
-            if size > limit:
-                raise AnswerTooLarge(limit, request)
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def _mapped(self, exc: Exception, request: httpx.Request) -> Exception:
-        """The httpx error for an aiohttp failure; anything after sending may have arrived."""
-        for aiohttp_error, httpx_error in self._errors:
-            if isinstance(exc, aiohttp_error):
-                return httpx_error(str(exc) or type(exc).__name__, request=request)
-        return exc
+        response = await self._transports[index].handle_async_request(request)
+        try:
+            return await read_capped(response, request, self._limit)
+        finally:
+            with anyio.CancelScope(shield=True):  # a whole answer is kept, whatever comes
+                await response.aclose()
 
     async def aclose(self) -> None:
-        """Close aiohttp's session and its connections."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Close every transport and its connections."""
+        for transport in self._transports:
+            await transport.aclose()
 
 
 def _aiohttp_available() -> bool:
@@ -148,14 +133,14 @@ def _aiohttp_available() -> bool:
     return True
 
 
-def choose_transport(http: HttpChoice, limits: httpx.Limits) -> Any:
-    """The transport for ``http`` on the running event loop (None: httpx's default).
+def choose_engine(http: HttpChoice) -> Literal["httpx", "aiohttp"]:
+    """The engine for ``http`` on the running event loop.
 
     Raises:
         InvalidRequest: ``"aiohttp"`` was asked for on Trio or without the extra.
     """
     if http == "httpx":
-        return None
+        return "httpx"
     on_asyncio = sniffio.current_async_library() == "asyncio"
     if http == "aiohttp":
         if not on_asyncio:
@@ -164,16 +149,36 @@ def choose_transport(http: HttpChoice, limits: httpx.Limits) -> Any:
             raise InvalidRequest(
                 "http", "install begateway-async[aiohttp] for the aiohttp transport"
             )
-        return _AiohttpTransport(limits)
-    if on_asyncio and _aiohttp_available():
-        return _AiohttpTransport(limits)
-    return None
+        return "aiohttp"
+    return "aiohttp" if on_asyncio and _aiohttp_available() else "httpx"
 
 
-def make_transport(http: HttpChoice, max_connections: int) -> httpx.AsyncBaseTransport:
-    """The engine for ``http`` on the running event loop, with a pool of ``max_connections``."""
-    limits = httpx.Limits(
-        max_connections=max_connections, max_keepalive_connections=max_connections
-    )
-    chosen: httpx.AsyncBaseTransport | None = choose_transport(http, limits)
-    return chosen or httpx.AsyncHTTPTransport(limits=limits)
+def make_engine(
+    http: HttpChoice,
+    *,
+    max_connections: int,
+    timeout: httpx.Timeout,
+    total: float,
+    max_answer_bytes: int,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Engine:
+    """The engine for ``http`` (or for a user's ``transport``) on the running event loop."""
+    if transport is not None:
+        return HttpxEngine([transport], timeout, total, max_answer_bytes)
+    if choose_engine(http) == "aiohttp":
+        from ._aiohttp import AiohttpEngine  # noqa: PLC0415 - an optional extra
+
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
+        return AiohttpEngine(limits, timeout, total, max_answer_bytes)
+    pools = max(1, max_connections // POOL_SIZE)
+    # The connections spread over the pools, the larger pools first.
+    caps = [max_connections // pools + (i < max_connections % pools) for i in range(pools)]
+    transports: list[httpx.AsyncBaseTransport] = [
+        httpx.AsyncHTTPTransport(
+            limits=httpx.Limits(max_connections=c, max_keepalive_connections=c)
+        )
+        for c in caps
+    ]
+    return HttpxEngine(transports, timeout, total, max_answer_bytes, caps=caps)

@@ -12,28 +12,43 @@ import pytest
 import sniffio
 
 import begateway_async as bga
-from begateway_async._transports import _AiohttpTransport, choose_transport
+from begateway_async._aiohttp import AiohttpEngine
+from begateway_async._transports import HttpxEngine, choose_engine, make_engine
 from begateway_async.testing import DEMO_SHOPS, Fixed, Simulator, serve
 from fakes import payment
 
 pytestmark = pytest.mark.anyio
 
 LIMITS = httpx.Limits(max_connections=4)
+TIMEOUT = httpx.Timeout(connect=1.0, read=0.2, write=1.0, pool=1.0)
 #: aiohttp runs on asyncio only: these tests are not made for Trio at all (no skip).
 ASYNCIO_ONLY = pytest.mark.parametrize("anyio_backend", ["asyncio"])
 
 
 async def test_auto_picks_aiohttp_on_asyncio_only():
     """`auto` sends through aiohttp on asyncio (the extra is installed here), httpx on Trio."""
-    chosen = choose_transport("auto", LIMITS)
+    engine = make_engine("auto", max_connections=4, timeout=TIMEOUT, total=5, max_answer_bytes=99)
     if sniffio.current_async_library() == "asyncio":
-        assert isinstance(chosen, _AiohttpTransport)
-        await chosen.aclose()
+        assert isinstance(engine, AiohttpEngine)
     else:
-        assert chosen is None
+        assert isinstance(engine, HttpxEngine)
         with pytest.raises(bga.InvalidRequest, match="asyncio only"):
-            choose_transport("aiohttp", LIMITS)
-    assert choose_transport("httpx", LIMITS) is None
+            choose_engine("aiohttp")
+    await engine.aclose()
+    assert choose_engine("httpx") == "httpx"
+
+
+async def test_httpx_engine_spreads_connections_over_small_pools():
+    """The httpx pool's cost grows with its size: 81 connections are a pool of 9 and nine of 8."""
+    options = {"timeout": TIMEOUT, "total": 5.0, "max_answer_bytes": 99}
+    engine = make_engine("httpx", max_connections=81, **options)
+    assert isinstance(engine, HttpxEngine)
+    assert engine.caps == [9] + [8] * 9
+    await engine.aclose()
+    small = make_engine("httpx", max_connections=5, **options)
+    assert isinstance(small, HttpxEngine)
+    assert small.caps == [5]
+    await small.aclose()
 
 
 @pytest.mark.parametrize("http", ["httpx", "auto"])
@@ -123,41 +138,54 @@ async def test_a_hang_up_after_sending_is_never_called_not_sent():
 )
 @ASYNCIO_ONLY
 async def test_aiohttp_failures_after_sending_are_never_connect_errors(reply, hang_up, expected):
-    """Our aiohttp transport maps failures after the request was written to read-side errors."""
+    """Our aiohttp engine maps failures after the request was written to read-side errors."""
     server = _listening()
-    transport = _AiohttpTransport(LIMITS)
-    request = httpx.Request(
-        "GET",
-        f"http://127.0.0.1:{server.getsockname()[1]}/x",
-        extensions={"timeout": {"connect": 1.0, "read": 0.2, "write": 1.0, "pool": 1.0}},
-    )
+    engine = AiohttpEngine(LIMITS, TIMEOUT, total=5.0, max_answer_bytes=1 << 20)
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/x"
     try:
         async with anyio.create_task_group() as tg:
             tg.start_soon(lambda: _serve_raw(server, reply, hang_up=hang_up))
             with pytest.raises(expected):
-                await transport.handle_async_request(request)
+                await engine.send("GET", url, [], None)
             tg.cancel_scope.cancel()
     finally:
-        await transport.aclose()
+        await engine.aclose()
         server.close()
 
 
 @ASYNCIO_ONLY
-async def test_aiohttp_transport_reads_the_whole_answer():
-    """Status, headers and the whole body come back as an httpx.Response (a byte stream)."""
-    with serve(Simulator()) as url:
-        transport = _AiohttpTransport(LIMITS)
-        try:
-            answer = await transport.handle_async_request(
-                httpx.Request("GET", f"{url}/async/responses/nope")
+async def test_aiohttp_total_time_is_a_read_timeout():
+    """A body that trickles past the total time is a `httpx.ReadTimeout` (it may have arrived)."""
+    server = _listening()
+    engine = AiohttpEngine(LIMITS, httpx.Timeout(5.0), total=0.3, max_answer_bytes=1 << 20)
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/x"
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(
+                lambda: _serve_raw(
+                    server, b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{", hang_up=False
+                )
             )
+            with pytest.raises(httpx.ReadTimeout):
+                await engine.send("GET", url, [], None)
+            tg.cancel_scope.cancel()
+    finally:
+        await engine.aclose()
+        server.close()
+
+
+@ASYNCIO_ONLY
+async def test_aiohttp_engine_reads_the_whole_answer():
+    """Status, headers (case-insensitive) and the whole body come back as one `Answer`."""
+    with serve(Simulator()) as url:
+        engine = AiohttpEngine(LIMITS, TIMEOUT, total=5.0, max_answer_bytes=1 << 20)
+        try:
+            answer = await engine.send("GET", f"{url}/async/responses/nope", [], None)
         finally:
-            await transport.aclose()
+            await engine.aclose()
     assert answer.status_code == 404
-    assert answer.headers["content-type"].startswith("application/json")
-    assert isinstance(answer.stream, httpx.ByteStream)  # read whole from aiohttp already
-    await answer.aread()
-    assert answer.json()
+    assert answer.headers["Content-Type"].startswith("application/json")
+    assert json.loads(answer.content)
 
 
 @pytest.mark.parametrize("http", ["httpx", "auto"])
