@@ -97,13 +97,29 @@ class Recorder:
             await asyncio.sleep(0.05)
 
 
+class _AiohttpTransport(httpx.AsyncBaseTransport):
+    """httpx's API over our aiohttp engine: the baselines' clients on aiohttp's I/O."""
+
+    def __init__(self, limits: httpx.Limits) -> None:
+        from begateway_async._aiohttp import AiohttpEngine
+
+        self._engine = AiohttpEngine(limits, httpx.Timeout(60.0), 60.0, 1 << 20)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        answer = await self._engine.send(
+            request.method, str(request.url), request.headers.multi_items(), request.content
+        )
+        return httpx.Response(
+            answer.status_code, headers=list(answer.headers.items()), content=answer.content
+        )
+
+    async def aclose(self) -> None:
+        await self._engine.aclose()
+
+
 def _httpx_client(url: str, http: str, connections: int) -> httpx.AsyncClient:
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    transport = None
-    if http == "aiohttp":
-        from begateway_async._transports import _AiohttpTransport
-
-        transport = _AiohttpTransport(limits)
+    transport = _AiohttpTransport(limits) if http == "aiohttp" else None
     return httpx.AsyncClient(
         base_url=url,
         auth=(SHOP, SECRET),

@@ -3,6 +3,7 @@
     python benchmarks/load.py              # the full run (N = 1 000, 10 000, 100 000)
     python benchmarks/load.py --quick      # a smoke run: small N, a few contenders
     python benchmarks/load.py --sizes 1000 --only "ours [aiohttp]" "naive 1 s [aiohttp]"
+    python benchmarks/load.py burst        # in process: the default cadence vs the naive poller
 
 Each contender runs in a fresh worker process (its CPU and memory are its
 own) against a fresh simulator in another process on loopback (lognormal
@@ -343,4 +344,12 @@ def worker() -> int:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["burst"]:  # the in-process burst: default cadence vs the naive poller
+        from burst import main as burst
+
+        sys.exit(burst(sys.argv[2:]))
+    if sys.argv[1:2] == ["burst-worker"]:
+        from burst import worker as burst_worker
+
+        sys.exit(burst_worker(sys.argv[2:]))
     sys.exit(worker() if sys.argv[1:2] == ["worker"] else main())

@@ -10,9 +10,11 @@ import anyio
 import pytest
 
 import begateway_async as bga
-from begateway_async._cadence import MIN_SAMPLES, Cadence, lognormal_cdf, plan
+from begateway_async._cadence import MIN_SAMPLES, Cadence, fit_lognormal, lognormal_cdf, plan
 from begateway_async.testing import (
     DEMO_SHOPS,
+    Fault,
+    Faults,
     LogNormal,
     Simulator,
     SimulatorTransport,
@@ -87,6 +89,45 @@ def test_cadence_learns_the_median():
     assert cadence.next_offset("payment", 10_000.0) is None  # past the plan: backoff's cap
 
 
+def _polled(times: list[float], first: float, factor: float) -> tuple[list, list]:
+    """What a backoff poller sees of ``times``: the interval of each completion, the running."""
+    done, running = [], []
+    for t in times:
+        before, at = -math.inf, first
+        while t > at and at < 4.0:
+            before, at = at, at * factor
+        if t <= at:
+            done.append((math.log(before) if before > 0 else -math.inf, math.log(at)))
+        else:
+            running.append(math.log(at))
+    return done, running
+
+
+def test_the_fit_recovers_the_spread_from_poll_intervals():
+    """Completions known only between two polls: the fit finds the true median and sigma.
+
+    A point inside each interval (the earlier fit) makes every task done at
+    the first poll look alike: its sigma came out about half the truth.
+    """
+    rng = random.Random(4)
+    times = [rng.lognormvariate(math.log(0.5), 1.0) for _ in range(2000)]
+    done, running = _polled(times, 0.6, 1.35)
+    mu, sigma = fit_lognormal(done, running)
+    assert 0.42 < math.exp(mu) < 0.6
+    assert 0.85 < sigma < 1.15
+
+
+def test_a_burst_seen_at_one_poll_time_is_not_planned_on():
+    """Every task polled once, at the same time: how spread the times are is unknown; no plan."""
+    cadence = Cadence(running=lambda _: [0.6] * 80)
+    for _ in range(MIN_SAMPLES * 5):
+        cadence.observe("payment", 0.0, 0.6)
+    assert cadence.next_offset("payment", 0.6) is None  # the backoff goes on
+    for k in range(MIN_SAMPLES * 2):  # then tasks seen running at one poll, done at the next
+        cadence.observe("payment", 0.6, 0.8 + k / 100)
+    assert cadence.next_offset("payment", 0.6) is not None
+
+
 @pytest.mark.anyio
 async def test_adaptive_polls_fewer_times_for_slow_banks():
     """With a bank much slower than the backoff expects, learning cuts the polls per job."""
@@ -121,6 +162,46 @@ async def test_adaptive_polls_fewer_times_for_slow_banks():
     blind_polls, _ = await run(adaptive=False)
     assert learnt_polls < 0.6 * blind_polls
     assert learnt_lag < 0.5 * 20.0  # and it still notices within half a median
+
+
+@pytest.mark.anyio
+async def test_the_cadence_counts_from_the_acknowledgement_not_the_queue():
+    """A burst that waits for submit slots: the plan learns the bank's time, not the queue's.
+
+    120 payments at once, one submit at a time, each answered 0.5 s later:
+    the last one's task begins a minute after its call. Processing takes 1 s.
+    Counted from the call, the learnt times would grow with the queue and the
+    late jobs be polled tens of seconds late; counted from the acknowledgement,
+    they are noticed within a median.
+    """
+    clock = VirtualClock()
+    slow = Fault(rate=1.0, on={"submit"}, delay=0.5)
+    simulator = Simulator(clock=clock, processing={"*": LogNormal(1.0, 0.3)}, seed=5)
+    simulator.faults = Faults(slow=slow)
+    gateway = bga.Gateway(
+        "https://gw.test",
+        361,
+        DEMO_SHOPS["361"],
+        transport=SimulatorTransport(simulator),
+        clock=clock,
+        rng=random.Random(2),
+        limits=bga.Limits(concurrent_submits=1),
+    )
+    jobs: list[bga.Job[bga.Transaction]] = []
+
+    async def one(n: int) -> None:
+        job = await gw.submit(_payment(n))
+        jobs.append(job)
+        await job
+
+    async with clock.autojump(), gateway as gw, anyio.create_task_group() as tg:
+        for n in range(120):
+            tg.start_soon(one, n)
+    stats = [simulator.stats.jobs[job.request_id] for job in jobs[60:]]
+    assert stats[-1].created_at - stats[0].created_at > 25  # the queue spanned half a minute
+    lag = statistics.median((s.served_at or 0) - s.ready_at for s in stats)
+    assert lag < 1.0
+    assert statistics.fmean(s.result_polls for s in stats) < 4
 
 
 async def _wait(job: bga.Job[bga.Transaction]) -> None:

@@ -108,44 +108,88 @@ def _standard_policy(sigma: float, weight: float) -> tuple[list[float], list[flo
     return policy(lambda t: lognormal_cdf(t, 0.0, sigma), weight)
 
 
-def fit_lognormal(
-    completed: Sequence[float], running: Sequence[float], running_weight: float = 1.0
-) -> tuple[float, float]:
-    """Fit a lognormal to completion times, counting the tasks still running.
+_SQRT2: Final = math.sqrt(2.0)
+_SQRT2PI: Final = math.sqrt(2.0 * math.pi)
 
-    Without the running ones, a burst of submits is judged by its fastest
-    tasks (they finish first) and the fit comes out far too short. This is
-    maximum likelihood with right censoring, by expectation-maximisation:
-    each running task contributes the expected ``log T`` given ``T > c``,
-    where ``c`` is how long it has been seen running.
+
+def _above(z: float) -> float:
+    """``P(Z > z)`` for a standard normal ``Z`` (accurate far in the right tail)."""
+    return 0.5 * math.erfc(z / _SQRT2)
+
+
+def _moments(low: float, high: float, mu: float, sigma: float) -> tuple[float, float]:
+    """``E[X]`` and ``E[X^2]`` of ``X ~ N(mu, sigma)`` given ``low < X <= high``.
+
+    ``low`` may be ``-inf`` (seen done at the first poll: only ``X <= high``
+    is known), ``high`` may be ``inf`` (still running at ``low``).
+    """
+    a = (low - mu) / sigma
+    b = (high - mu) / sigma
+    mass = _above(a) - _above(b)
+    if mass < 1e-12:  # noqa: PLR2004 - far in a tail: the nearer bound is as good as any
+        x = low if math.isfinite(low) and (not math.isfinite(high) or abs(a) < abs(b)) else high
+        return x, x * x
+    pa = math.exp(-0.5 * a * a) / _SQRT2PI if math.isfinite(a) else 0.0
+    pb = math.exp(-0.5 * b * b) / _SQRT2PI if math.isfinite(b) else 0.0
+    apa = a * pa if math.isfinite(a) else 0.0
+    bpb = b * pb if math.isfinite(b) else 0.0
+    shift = (pa - pb) / mass
+    mean = mu + sigma * shift
+    variance = sigma * sigma * max(1.0 + (apa - bpb) / mass - shift * shift, 0.0)
+    return mean, variance + mean * mean
+
+
+def fit_lognormal(
+    completed: Sequence[tuple[float, float]],
+    running: Sequence[float],
+    running_weight: float = 1.0,
+) -> tuple[float, float]:
+    """Fit a lognormal to completions known only between two polls, counting the tasks running.
+
+    A poller does not see when a task finished, only that it was running at
+    one poll and done at the next: each completion is an interval
+    ``(lower, upper]`` of ``log T`` (``lower`` is ``-inf`` for a task done
+    at its first poll). Taking a point inside it (the old way) makes every
+    task done at the first poll look alike, and the fitted spread comes out
+    far too narrow while a burst is young. Without the running ones, a burst
+    is judged by its fastest tasks (they finish first) and the fit comes out
+    far too short. This is maximum likelihood with interval and right
+    censoring, by expectation-maximisation: each observation contributes the
+    moments of ``log T`` given what is known of it.
 
     Args:
-        completed: log completion times.
+        completed: ``(log lower, log upper)`` of each completion (equal: known exactly).
         running: log of how long each still-running task has run.
         running_weight: how many tasks each entry of ``running`` stands for.
 
     Returns:
         ``(mu, sigma)`` of ``log T``.
     """
+    points = [high if not math.isfinite(low) else (low + high) / 2 for low, high in completed]
     n = len(completed) + running_weight * len(running)
-    total = sum(completed)
-    squares = sum(x * x for x in completed)
-    mu = total / len(completed)
-    sigma = max(math.sqrt(max(squares / len(completed) - mu * mu, 0.0)), 0.05)
-    for _ in range(25):
-        first, second = total, squares
+    mu = sum(points) / len(points)
+    # From 1, not from the points' spread: what the polls cannot tell apart
+    # (the spread, while every task was polled about as often) stays near it.
+    sigma = 1.0
+    for _ in range(40):
+        first = second = 0.0
+        for low, high in completed:
+            if high - low < 1e-9:  # noqa: PLR2004 - a point
+                first += high
+                second += high * high
+            else:
+                m1, m2 = _moments(low, high, mu, sigma)
+                first += m1
+                second += m2
         for c in running:
-            a = (c - mu) / sigma
-            tail = 0.5 * math.erfc(a / math.sqrt(2.0))
-            density = math.exp(-0.5 * a * a) / math.sqrt(2.0 * math.pi)
-            hazard = density / tail if tail > 1e-300 else a  # noqa: PLR2004 - far in the tail
-            first += running_weight * (mu + sigma * hazard)
-            second += running_weight * (mu * mu + sigma * sigma + sigma * (c + mu) * hazard)
+            m1, m2 = _moments(c, math.inf, mu, sigma)
+            first += running_weight * m1
+            second += running_weight * m2
         new_mu = first / n
         new_sigma = max(math.sqrt(max(second / n - new_mu * new_mu, 0.0)), 0.05)
         converged = abs(new_mu - mu) < 1e-4 and abs(new_sigma - sigma) < 1e-4  # noqa: PLR2004
         mu, sigma = new_mu, new_sigma
-        if converged or not running:
+        if converged:
             break
     return mu, sigma
 
@@ -156,7 +200,8 @@ class _Fit:
     __slots__ = ("after", "completed", "count", "grid", "median", "refit_at")
 
     def __init__(self) -> None:
-        self.completed: collections.deque[float] = collections.deque(maxlen=MEMORY)
+        #: ``(log lower, log upper)`` of each recent completion.
+        self.completed: collections.deque[tuple[float, float]] = collections.deque(maxlen=MEMORY)
         self.count = 0
         self.median = 0.0
         self.grid: Sequence[float] = ()
@@ -196,11 +241,10 @@ class Cadence:
         """Record a completion known to lie in ``(lower, upper]`` seconds after creation."""
         upper = max(upper, 1e-3)
         lower = min(max(lower, 0.0), upper)
-        middle = math.sqrt(lower * upper) if lower > 0 else upper / 2
         fit = self._fits.get(key)
         if fit is None:
             fit = self._fits[key] = _Fit()
-        fit.completed.append(math.log(max(middle, 1e-3)))
+        fit.completed.append((math.log(lower) if lower > 0 else -math.inf, math.log(upper)))
         fit.count += 1
         if fit.count >= fit.refit_at:
             fit.refit_at = min(fit.count * 2, fit.count + 1000)
@@ -208,9 +252,12 @@ class Cadence:
 
     def _refit(self, key: str, fit: _Fit) -> None:
         running = [math.log(t) for t in self._running(key) if t > 0]
-        if not fit.grid and len(running) > 3 * len(fit.completed):
-            # Early in a burst only the fastest quarter has finished: too little
-            # of the distribution to plan on yet. Look again a little later.
+        seen_running = sum(1 for low, _ in fit.completed if low > -math.inf)
+        if not fit.grid and (len(running) > 3 * len(fit.completed) or seen_running < MIN_SAMPLES):
+            # Early in a burst only the fastest quarter has finished, or every
+            # task was polled once: a single poll time tells how many finished
+            # before it, not how spread the times are. Too little to plan on
+            # yet (the backoff goes on); look again a little later.
             fit.refit_at = fit.count + max(10, fit.count // 4)
             return
         weight = 1.0

@@ -62,7 +62,7 @@ class Pacing:
         Args:
             operation: the job's operation.
             polls: how many polls of the job were made.
-            elapsed: seconds since the task's creation.
+            elapsed: seconds since the task began (`Tracked.started`).
             notified: whether the job's request names a ``notification_url``.
             retry_after: the server's ``Retry-After``, if any (kept within the policy's bounds).
             failures: passing failures in a row just now: they back off to ``max_delay``.
@@ -89,9 +89,9 @@ class Pacing:
 
         Args:
             operation: the job's operation.
-            running_at: seconds after creation the job was last seen running
+            running_at: seconds after it began the job was last seen running
                 (0 for never, `NOT_SEEN` when it must teach nothing).
-            elapsed: seconds since the task's creation, now.
+            elapsed: seconds since the task began, now.
             outcome: what the answer meant.
 
         Returns:

@@ -45,6 +45,7 @@ What to do after a poll's outcome is decided in `_steps`.
 from __future__ import annotations
 
 import email.utils
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any, Final
@@ -247,11 +248,15 @@ def resolve_url(url: object, base_url: str) -> str | None:
         )
         if "@" in absolute.split("//", 1)[-1].split("/", 1)[0]:
             return None
-        if origin_of(absolute) != origin_of(base_url):
+        if origin_of(absolute) != _base_origin(base_url):
             return None
     except ValueError:  # not a URL at all (a bad port, a broken IPv6 host, ...)
         return None
     return absolute
+
+
+#: The gateway's own origin, parsed once per base URL (not once per answer).
+_base_origin = functools.lru_cache(maxsize=16)(origin_of)
 
 
 def _decode(body: bytes) -> tuple[bool, Any]:

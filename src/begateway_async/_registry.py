@@ -39,14 +39,27 @@ class Tracked:
         job: the job.
         url: what its next poll requests.
         notified: its request names a ``notification_url``.
-        running_at: seconds after creation it was last seen running, for the
+        started: epoch seconds its task began at the gateway, as far as this
+            process saw: when the acknowledgement came (a submit that waited
+            for a slot in a burst began only then), or the journal's creation
+            time for a job picked up. The cadence counts from it.
+        running_at: seconds after ``started`` it was last seen running, for the
             cadence (``0`` never, negative when it must teach nothing).
         journal_key: its journal entry's key; None for the library's own queries.
         lost_reply: an earlier poll may have reached the gateway and lost its reply.
         failures: passing failures in a row (the backoff's count).
     """
 
-    __slots__ = ("failures", "job", "journal_key", "lost_reply", "notified", "running_at", "url")
+    __slots__ = (
+        "failures",
+        "job",
+        "journal_key",
+        "lost_reply",
+        "notified",
+        "running_at",
+        "started",
+        "url",
+    )
 
     def __init__(
         self,
@@ -56,8 +69,10 @@ class Tracked:
         notified: bool,
         running_at: float,
         journal_key: str | None,
+        started: float | None = None,
     ) -> None:
         self.job = job
+        self.started = job.created_at if started is None else started
         self.url = url
         self.notified = notified
         self.running_at = running_at
@@ -82,7 +97,8 @@ class Registry:
         self._ended_uids: dict[str, None] = {}
         # Request ids whose answer (a poll's or a notification's) is being
         # journalled, each with the event set when that is over.
-        self._claims: dict[str, anyio.Event] = {}
+        #: request_id -> the event its waiters wait on (made by the first waiter only).
+        self._claims: dict[str, anyio.Event | None] = {}
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -174,14 +190,20 @@ class Registry:
     @contextlib.contextmanager
     def claim(self, job: Job[Any]) -> Iterator[None]:
         """Hold ``job`` while one answer for it is journalled: another waits, or is dropped."""
-        event = self._claims[job.request_id] = anyio.Event()
+        claims = self._claims
+        claims[job.request_id] = None  # no event unless someone waits: most claims see none
         try:
             yield
         finally:
-            del self._claims[job.request_id]
-            event.set()
+            event = claims.pop(job.request_id)
+            if event is not None:
+                event.set()
 
     async def unclaimed(self, job: Job[Any]) -> None:
         """Return once no answer for ``job`` is being journalled."""
-        while (event := self._claims.get(job.request_id)) is not None:
+        claims = self._claims
+        while job.request_id in claims:
+            event = claims[job.request_id]
+            if event is None:
+                event = claims[job.request_id] = anyio.Event()
             await event.wait()

@@ -128,6 +128,20 @@ def task_urls(ack: p.Ack, base_url: str, tracking_id: str | None, *, strict: boo
     return p.Ack(ack.request_id, status_url, response_url, completed=ack.completed)
 
 
+def _headers(entry: JournalEntry) -> list[tuple[str, str]]:
+    """A submit's own headers (``RequestID``, the request's, the body's type).
+
+    Raises:
+        TypeError: the entry holds headers that are not text (nothing is sent).
+    """
+    headers = [("RequestID", entry.key), *entry.headers]
+    if not all(type(name) is str and type(value) is str for name, value in headers):
+        raise TypeError(f"the entry's headers are not text: {entry.headers!r}")
+    if entry.body is not None:
+        headers.append(("Content-Type", "application/json"))
+    return headers
+
+
 class Submitter:
     """Sends journalled submits and internal queries to one gateway.
 
@@ -294,11 +308,7 @@ class Submitter:
             Standing: a shared journal holds another worker's end of the entry.
         """
         content = None if entry.body is None else self._sealer.open(entry.body, key=entry.key)
-        headers = [("RequestID", entry.key), *entry.headers]
-        if not all(type(name) is str and type(value) is str for name, value in headers):
-            raise TypeError(f"the entry's headers are not text: {entry.headers!r}")  # nothing sent
-        if entry.body is not None:
-            headers.append(("Content-Type", "application/json"))
+        headers = _headers(entry)
         url = self.base_url + entry.path
         uncertain = False  # whether any attempt may have reached the gateway
         answer: Answer | None = None

@@ -173,6 +173,7 @@ class Tracker:
             notified=notified,
             running_at=NOT_SEEN if resumed else 0.0,
             journal_key=None if internal else entry.key,
+            started=None if resumed else self._timebase.time(),
         )
         # Picked up again, it may have been polled by a process that died
         # before journalling the answer: that answer may be gone (one-shot).
@@ -285,7 +286,7 @@ class Tracker:
         now = self._timebase.time()
         try:
             tracked.running_at = self._pacing.learn(
-                job.operation, tracked.running_at, now - job.created_at, outcome
+                job.operation, tracked.running_at, now - tracked.started, outcome
             )
             step = s.decide_step(
                 job, outcome, lost_reply=tracked.lost_reply, now=now, base_url=self.base_url
@@ -341,7 +342,7 @@ class Tracker:
         return self._pacing.delay(
             job.operation,
             polls=job.polls,
-            elapsed=self._timebase.time() - job.created_at,
+            elapsed=self._timebase.time() - tracked.started,
             notified=tracked.notified,
             retry_after=retry_after,
             failures=tracked.failures,

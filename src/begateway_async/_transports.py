@@ -27,7 +27,7 @@ HttpChoice = Literal["auto", "httpx", "aiohttp"]
 #: grows with the pool and the queue (64 in flight on one pool of 80 costs
 #: about 4 times 1 in flight here). Pools of this size, each with at most
 #: this many requests in flight, keep the cost flat.
-POOL_SIZE = 8
+POOL_SIZE = 4
 
 
 class HttpxEngine:
