@@ -207,15 +207,14 @@ async def _client(name: str, url: str) -> tuple[Any, Any]:
     from begateway_async._http import HttpCore
 
     try:  # the engines of this version
+        import begateway_async as bga
         from begateway_async._transports import make_engine
 
         def engine() -> Any:
             return make_engine(
                 name.removeprefix("ours-"),  # type: ignore[arg-type]
-                max_connections=CONNECTIONS,
-                timeout=httpx.Timeout(10.0),
-                total=60.0,
-                max_answer_bytes=1 << 20,
+                limits=bga.Limits(max_connections=CONNECTIONS),
+                timeouts=bga.Timeouts(),
             )
 
         core = HttpCore(engine, headers)

@@ -74,8 +74,8 @@ class Gateway(Operations):
         allow_insecure_http: accept a plain ``http`` base URL on a non-loopback host.
         http: which HTTP engine sends the requests when no ``transport`` is
             given: ``"auto"`` (aiohttp on asyncio when the ``aiohttp`` extra is
-            installed, about a tenth of httpx's CPU per request; httpx's own
-            transport otherwise), ``"httpx"`` or ``"aiohttp"``.
+            installed, per job about 0.4 x the httpx engine's client CPU; httpx's
+            own transports otherwise), ``"httpx"`` or ``"aiohttp"``.
         journal: where submits are recorded (see `Journal`): a path opens an
             `SQLiteJournal` there (closed with the Gateway), a `Journal` is used
             as it is, None keeps a `MemoryJournal`. `resume_all` picks up
@@ -147,17 +147,9 @@ class Gateway(Operations):
         t, limits = self.timeouts, self.limits
         self._sealer = Sealer(secret_key, self.shop_id, self.base_url)
         given, engine = self._transport, self.http
-        timeout = httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool)
         self._http = HttpCore(
             # Chosen once the event loop runs: aiohttp is for asyncio only.
-            lambda: make_engine(
-                engine,
-                max_connections=limits.max_connections,
-                timeout=timeout,
-                total=t.total,
-                max_answer_bytes=limits.max_answer_bytes,
-                transport=given,
-            ),
+            lambda: make_engine(engine, limits=limits, timeouts=t, transport=given),
             gateway_headers(self.shop_id, secret_key, self.api_version),
             limits.max_answer_bytes,
         )

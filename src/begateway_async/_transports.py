@@ -15,6 +15,7 @@ import anyio
 import httpx
 import sniffio
 
+from ._config import Limits, Timeouts
 from ._errors import InvalidRequest
 from ._http import Answer, Engine, Headers, read_capped
 
@@ -156,22 +157,24 @@ def choose_engine(http: HttpChoice) -> Literal["httpx", "aiohttp"]:
 def make_engine(
     http: HttpChoice,
     *,
-    max_connections: int,
-    timeout: httpx.Timeout,
-    total: float,
-    max_answer_bytes: int,
+    limits: Limits,
+    timeouts: Timeouts,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> Engine:
     """The engine for ``http`` (or for a user's ``transport``) on the running event loop."""
+    t = timeouts
+    timeout = httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool)
+    total, max_answer_bytes = t.total, limits.max_answer_bytes
+    max_connections = limits.max_connections
     if transport is not None:
         return HttpxEngine([transport], timeout, total, max_answer_bytes)
     if choose_engine(http) == "aiohttp":
         from ._aiohttp import AiohttpEngine  # noqa: PLC0415 - an optional extra
 
-        limits = httpx.Limits(
+        pool = httpx.Limits(
             max_connections=max_connections, max_keepalive_connections=max_connections
         )
-        return AiohttpEngine(limits, timeout, total, max_answer_bytes)
+        return AiohttpEngine(pool, timeout, total, max_answer_bytes)
     pools = max(1, max_connections // POOL_SIZE)
     # The connections spread over the pools, the larger pools first.
     caps = [max_connections // pools + (i < max_connections % pools) for i in range(pools)]

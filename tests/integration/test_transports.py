@@ -13,7 +13,7 @@ import sniffio
 
 import begateway_async as bga
 from begateway_async._aiohttp import AiohttpEngine
-from begateway_async._transports import HttpxEngine, choose_engine, make_engine
+from begateway_async._transports import POOL_SIZE, HttpxEngine, choose_engine, make_engine
 from begateway_async.testing import DEMO_SHOPS, Fixed, Simulator, serve
 from fakes import payment
 
@@ -27,7 +27,7 @@ ASYNCIO_ONLY = pytest.mark.parametrize("anyio_backend", ["asyncio"])
 
 async def test_auto_picks_aiohttp_on_asyncio_only():
     """`auto` sends through aiohttp on asyncio (the extra is installed here), httpx on Trio."""
-    engine = make_engine("auto", max_connections=4, timeout=TIMEOUT, total=5, max_answer_bytes=99)
+    engine = make_engine("auto", limits=bga.Limits(max_connections=4), timeouts=bga.Timeouts())
     if sniffio.current_async_library() == "asyncio":
         assert isinstance(engine, AiohttpEngine)
     else:
@@ -39,13 +39,18 @@ async def test_auto_picks_aiohttp_on_asyncio_only():
 
 
 async def test_httpx_engine_spreads_connections_over_small_pools():
-    """The httpx pool's cost grows with its size: 81 connections are a pool of 9 and nine of 8."""
-    options = {"timeout": TIMEOUT, "total": 5.0, "max_answer_bytes": 99}
-    engine = make_engine("httpx", max_connections=81, **options)
+    """The httpx pool's cost grows with its size: 81 connections are small pools, 81 in all."""
+    timeouts = bga.Timeouts()
+    engine = make_engine("httpx", limits=bga.Limits(max_connections=81), timeouts=timeouts)
     assert isinstance(engine, HttpxEngine)
-    assert engine.caps == [9] + [8] * 9
+    caps = engine.caps
+    assert caps is not None
+    assert sum(caps) == 81
+    assert len(caps) == 81 // POOL_SIZE
+    assert caps == sorted(caps, reverse=True)  # the larger pools first, one more at most
+    assert caps[0] - caps[-1] <= 1
     await engine.aclose()
-    small = make_engine("httpx", max_connections=5, **options)
+    small = make_engine("httpx", limits=bga.Limits(max_connections=5), timeouts=timeouts)
     assert isinstance(small, HttpxEngine)
     assert small.caps == [5]
     await small.aclose()
