@@ -135,15 +135,7 @@ async def test_adaptive_polls_fewer_times_for_slow_banks():
     async def run(adaptive: bool) -> tuple[float, float]:
         clock = VirtualClock()
         simulator = Simulator(clock=clock, processing={"*": LogNormal(20.0, 0.6)}, seed=3)
-        gateway = bga.Gateway(
-            "https://gw.test",
-            361,
-            DEMO_SHOPS["361"],
-            transport=SimulatorTransport(simulator),
-            clock=clock,
-            rng=random.Random(1),
-            poll=bga.PollPolicy(adaptive=adaptive),
-        )
+        gateway = _gateway(simulator, clock, 1, poll=bga.PollPolicy(adaptive=adaptive))
         late: list[bga.Job[bga.Transaction]] = []
         async with clock.autojump(), gateway as gw:
             for wave in range(4):
@@ -178,15 +170,7 @@ async def test_the_cadence_counts_from_the_acknowledgement_not_the_queue():
     slow = Fault(rate=1.0, on={"submit"}, delay=0.5)
     simulator = Simulator(clock=clock, processing={"*": LogNormal(1.0, 0.3)}, seed=5)
     simulator.faults = Faults(slow=slow)
-    gateway = bga.Gateway(
-        "https://gw.test",
-        361,
-        DEMO_SHOPS["361"],
-        transport=SimulatorTransport(simulator),
-        clock=clock,
-        rng=random.Random(2),
-        limits=bga.Limits(concurrent_submits=1),
-    )
+    gateway = _gateway(simulator, clock, 2, limits=bga.Limits(concurrent_submits=1))
     jobs: list[bga.Job[bga.Transaction]] = []
 
     async def one(n: int) -> None:
@@ -202,6 +186,19 @@ async def test_the_cadence_counts_from_the_acknowledgement_not_the_queue():
     lag = statistics.median((s.served_at or 0) - s.ready_at for s in stats)
     assert lag < 1.0
     assert statistics.fmean(s.result_polls for s in stats) < 4
+
+
+def _gateway(simulator: Simulator, clock: VirtualClock, seed: int, **options) -> bga.Gateway:
+    """A Gateway on ``simulator`` in process, on virtual time, its jitter seeded."""
+    return bga.Gateway(
+        "https://gw.test",
+        361,
+        DEMO_SHOPS["361"],
+        transport=SimulatorTransport(simulator),
+        clock=clock,
+        rng=random.Random(seed),
+        **options,
+    )
 
 
 async def _wait(job: bga.Job[bga.Transaction]) -> None:

@@ -108,6 +108,26 @@ async def _serve_raw(server: socket.socket, reply: bytes, *, hang_up: bool) -> N
             conn.close()
 
 
+async def _send_to_raw(engine: AiohttpEngine, reply: bytes, *, hang_up: bool) -> None:
+    """GET through ``engine`` from a server that answers the raw ``reply``; close both after."""
+    server = _listening()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/x"
+    failure: Exception | None = None
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(lambda: _serve_raw(server, reply, hang_up=hang_up))
+            try:
+                await engine.send("GET", url, [], None)
+            except Exception as exc:  # noqa: BLE001 - raised below, outside the task group
+                failure = exc
+            tg.cancel_scope.cancel()
+    finally:
+        await engine.aclose()
+        server.close()
+    if failure is not None:
+        raise failure
+
+
 async def test_a_hang_up_after_sending_is_never_called_not_sent():
     """A server that reads the request and hangs up: the submit is indeterminate, not 'not sent'."""
     engine = "aiohttp" if sniffio.current_async_library() == "asyncio" else "httpx"
@@ -144,39 +164,19 @@ async def test_a_hang_up_after_sending_is_never_called_not_sent():
 @ASYNCIO_ONLY
 async def test_aiohttp_failures_after_sending_are_never_connect_errors(reply, hang_up, expected):
     """Our aiohttp engine maps failures after the request was written to read-side errors."""
-    server = _listening()
     engine = AiohttpEngine(LIMITS, TIMEOUT, total=5.0, max_answer_bytes=1 << 20)
-    url = f"http://127.0.0.1:{server.getsockname()[1]}/x"
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(lambda: _serve_raw(server, reply, hang_up=hang_up))
-            with pytest.raises(expected):
-                await engine.send("GET", url, [], None)
-            tg.cancel_scope.cancel()
-    finally:
-        await engine.aclose()
-        server.close()
+    with pytest.raises(expected):
+        await _send_to_raw(engine, reply, hang_up=hang_up)
 
 
 @ASYNCIO_ONLY
 async def test_aiohttp_total_time_is_a_read_timeout():
     """A body that trickles past the total time is a `httpx.ReadTimeout` (it may have arrived)."""
-    server = _listening()
     engine = AiohttpEngine(LIMITS, httpx.Timeout(5.0), total=0.3, max_answer_bytes=1 << 20)
-    url = f"http://127.0.0.1:{server.getsockname()[1]}/x"
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(
-                lambda: _serve_raw(
-                    server, b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{", hang_up=False
-                )
-            )
-            with pytest.raises(httpx.ReadTimeout):
-                await engine.send("GET", url, [], None)
-            tg.cancel_scope.cancel()
-    finally:
-        await engine.aclose()
-        server.close()
+    with pytest.raises(httpx.ReadTimeout):
+        await _send_to_raw(
+            engine, b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{", hang_up=False
+        )
 
 
 @ASYNCIO_ONLY
