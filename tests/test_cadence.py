@@ -207,3 +207,22 @@ async def _wait(job: bga.Job[bga.Transaction]) -> None:
 
 def _payment(n: int) -> bga.Payment:
     return payment(100 + n, tracking_id=None)
+
+
+def test_a_weighted_sample_and_a_warm_start_fit_as_the_whole():
+    """A refit looks at an even sample (each entry standing for several), from the last fit.
+
+    Both give the fit of every observation, within the plan's rounding of sigma (0.05).
+    """
+    rng = random.Random(9)
+    times = [rng.lognormvariate(math.log(0.5), 1.0) for _ in range(4000)]
+    done, running = _polled(times, 0.6, 1.35)
+    whole = fit_lognormal(done, running)
+    stride = 4
+    sampled = fit_lognormal(
+        done[::stride], running[::stride], stride, completed_weight=stride, start=None
+    )
+    warm = fit_lognormal(done, running, start=(whole[0] + 0.3, whole[1] * 1.4))
+    for mu, sigma in (sampled, warm):
+        assert abs(mu - whole[0]) < 0.05
+        assert abs(sigma - whole[1]) < 0.05

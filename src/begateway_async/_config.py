@@ -143,12 +143,19 @@ class Timeouts:
 
     The async mode exists so that no request waits for the bank: the
     acknowledgement and every poll answer at once, so these can be short.
+    The defaults bound every request by ``total`` (30 s, as the bePaid
+    Python client's one timeout); ``read`` only adds something below it
+    (the aiohttp engine then re-arms a timer on every chunk read, about a
+    sixth of its CPU per request, so at or above ``total`` it arms none).
+    ``pool`` stays below ``total``, so a request that never got a
+    connection ends as `httpx.PoolTimeout` (nothing sent).
 
     Attributes:
         connect: to open a connection.
-        read: between two reads of the answer.
+        read: between two reads of the answer (adds nothing at or above ``total``).
         write: between two writes of the request.
-        pool: to get a connection from the pool.
+        pool: to get a connection from the pool (outside ``total`` on the
+            httpx engine; inside it on the aiohttp one, as aiohttp counts it).
         total: the whole request, from sending to the last byte of the answer:
             an answer that trickles in a byte at a time ends here. A poll that
             hits it is retried; a submit is re-sent with its ``RequestID``
@@ -156,10 +163,10 @@ class Timeouts:
     """
 
     connect: float = attrs.field(default=5.0, validator=_positive)
-    read: float = attrs.field(default=20.0, validator=_positive)
+    read: float = attrs.field(default=30.0, validator=_positive)
     write: float = attrs.field(default=10.0, validator=_positive)
-    pool: float = attrs.field(default=30.0, validator=_positive)
-    total: float = attrs.field(default=60.0, validator=_positive)
+    pool: float = attrs.field(default=20.0, validator=_positive)
+    total: float = attrs.field(default=30.0, validator=_positive)
 
 
 @attrs.frozen(kw_only=True)

@@ -190,6 +190,7 @@ def gateway_headers(
     credentials = base64.b64encode(f"{shop_id}:{secret_key}".encode()).decode()
     headers = [
         ("Accept", "application/json"),
+        ("Accept-Encoding", "identity"),  # small answers; one that is encoded anyway is inflated
         ("User-Agent", f"begateway-async/{__version__}"),
         ("Authorization", f"Basic {credentials}"),
     ]

@@ -17,7 +17,6 @@ import sys
 import uuid
 from typing import Any
 
-import anyio
 import attrs
 import httpx
 
@@ -41,6 +40,7 @@ from ._requests import Request
 from ._sealing import Sealer
 from ._serde import request_body
 from ._shared import LeaseLost, SharedJournal
+from ._slots import Slots
 
 __all__ = [
     "Sent",
@@ -179,7 +179,7 @@ class Submitter:
         self._policy = policy
         self._rng = rng
         self._attempts = limits.submit_attempts
-        self._slots = anyio.CapacityLimiter(limits.concurrent_submits)
+        self._slots = Slots(limits.concurrent_submits)
         self._shared = journal if isinstance(journal, SharedJournal) else None
 
     def entry(

@@ -1,7 +1,7 @@
 """The engines under the Gateway: httpx's transports in small pools, or aiohttp's on asyncio.
 
 With the ``aiohttp`` extra installed, a Gateway on asyncio sends through
-`AiohttpEngine` (about a quarter of httpx's client CPU per job here); on
+`AiohttpEngine` (about 0.4 x httpx's client CPU per job here); on
 Trio, or without the extra, through httpx's own transport. A transport a
 user gives (``Gateway(transport=...)``: a mock, a proxy) is sent through as
 it is, by `HttpxEngine`.
@@ -18,6 +18,7 @@ import sniffio
 from ._config import Limits, Timeouts
 from ._errors import InvalidRequest
 from ._http import Answer, Engine, Headers, read_capped
+from ._slots import Slots
 
 __all__ = ["POOL_SIZE", "HttpChoice", "HttpxEngine", "choose_engine", "make_engine"]
 
@@ -27,8 +28,10 @@ HttpChoice = Literal["auto", "httpx", "aiohttp"]
 #: every waiting request on each request and answer: its CPU per request
 #: grows with the pool and the queue (64 in flight on one pool of 80 costs
 #: about 4 times 1 in flight here). Pools of this size, each with at most
-#: this many requests in flight, keep the cost flat.
-POOL_SIZE = 4
+#: this many requests in flight, keep the cost flat (3 measured flattest:
+#: 436/378/450 µs at 1/64/512 in flight, against 468/431/575 for 4 and
+#: 507/475/515 for 2, ``benchmarks/engines.py``).
+POOL_SIZE = 3
 
 
 class HttpxEngine:
@@ -60,7 +63,7 @@ class HttpxEngine:
         self._transports = transports
         self._busy = [0] * len(transports)
         self.caps = caps
-        self._slots = anyio.Semaphore(sum(caps)) if caps is not None else None
+        self._slots = Slots(sum(caps)) if caps is not None else None
         self._pool_timeout = timeout.pool
         self._extensions = {"timeout": timeout.as_dict()}
         self._total = total
@@ -70,42 +73,32 @@ class HttpxEngine:
         return f"<HttpxEngine {len(self._transports)} x {type(self._transports[0]).__name__}>"
 
     async def send(self, method: str, url: str, headers: Headers, content: bytes | None) -> Answer:
-        """Send one request through the least busy transport and read its whole answer."""
-        read: Answer | None = None
-        with anyio.move_on_after(self._total):
-            if self._slots is None:
-                read = await self._send(0, method, url, headers, content)
-            else:
-                await self._acquire(method, url)
-                try:
-                    busy = self._busy
-                    index = busy.index(min(busy))
-                    busy[index] += 1
-                    try:
-                        read = await self._send(index, method, url, headers, content)
-                    finally:
-                        busy[index] -= 1
-                finally:
-                    self._slots.release()
-        if read is None:
-            # Whatever was under way, the request may have reached the gateway.
-            raise httpx.ReadTimeout(
-                f"no whole answer within {self._total:g} s", request=httpx.Request(method, url)
-            )
-        return read
+        """Send one request through the least busy transport and read its whole answer.
+
+        The total time starts once the request has a pool slot: the wait for
+        one is bounded by the pool timeout alone (`httpx.PoolTimeout`).
+        """
+        if self._slots is None:
+            return await self._send(0, method, url, headers, content)
+        await self._acquire(method, url)
+        try:
+            busy = self._busy
+            index = busy.index(min(busy))
+            busy[index] += 1
+            try:
+                return await self._send(index, method, url, headers, content)
+            finally:
+                busy[index] -= 1
+        finally:
+            self._slots.release()
 
     async def _acquire(self, method: str, url: str) -> None:
         """A slot in some pool, within the pool timeout (else nothing was sent)."""
         assert self._slots is not None  # noqa: S101 - only with pools
-        try:
-            self._slots.acquire_nowait()
-        except anyio.WouldBlock:
-            with anyio.move_on_after(self._pool_timeout or float("inf")):
-                await self._slots.acquire()
-                return
+        if not await self._slots.acquire(self._pool_timeout):
             raise httpx.PoolTimeout(
                 "no connection free within the pool timeout", request=httpx.Request(method, url)
-            ) from None
+            )
 
     async def _send(
         self, index: int, method: str, url: str, headers: Headers, content: bytes | None
@@ -113,12 +106,15 @@ class HttpxEngine:
         request = httpx.Request(
             method, url, headers=headers, content=content, extensions=self._extensions
         )
-        response = await self._transports[index].handle_async_request(request)
-        try:
-            return await read_capped(response, request, self._limit)
-        finally:
-            with anyio.CancelScope(shield=True):  # a whole answer is kept, whatever comes
-                await response.aclose()
+        with anyio.move_on_after(self._total):
+            response = await self._transports[index].handle_async_request(request)
+            try:
+                return await read_capped(response, request, self._limit)
+            finally:
+                with anyio.CancelScope(shield=True):  # a whole answer is kept, whatever comes
+                    await response.aclose()
+        # Whatever was under way, the request may have reached the gateway.
+        raise httpx.ReadTimeout(f"no whole answer within {self._total:g} s", request=request)
 
     async def aclose(self) -> None:
         """Close every transport and its connections."""

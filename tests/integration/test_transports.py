@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
@@ -236,3 +237,61 @@ def _token(url: str) -> str:
         "created_at": time.time(),
     }
     return json.dumps(data)
+
+
+class _Held(httpx.AsyncBaseTransport):
+    """Answers 200 at once; the first request waits for ``hold`` (if set), through any timeout."""
+
+    def __init__(self) -> None:
+        self.hold: anyio.Event | None = anyio.Event()
+        self.headers: list[httpx.Headers] = []
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.headers.append(request.headers)
+        hold, self.hold = self.hold, None
+        if hold is not None:
+            with anyio.CancelScope(shield=True):  # holds its slot, whatever the total says
+                await hold.wait()
+        return httpx.Response(200, content=b"{}")
+
+
+async def test_waiting_for_a_pool_slot_is_not_counted_in_the_total_time():
+    """The total bounds sending and the answer; the wait for a slot has the pool timeout alone.
+
+    Before, a request that waited for a slot past ``total`` ended as a
+    `httpx.ReadTimeout` ("may have arrived") though it never left the machine.
+    """
+    transport = _Held()
+    hold = transport.hold
+    assert hold is not None
+    engine = HttpxEngine(
+        [transport], httpx.Timeout(5.0), total=0.1, max_answer_bytes=1 << 20, caps=[1]
+    )
+    outcomes: list[object] = []
+
+    async def get() -> None:
+        try:
+            answer = await engine.send("GET", "http://127.0.0.1:1/x", [], None)
+        except httpx.HTTPError as exc:
+            outcomes.append(type(exc))
+        else:
+            outcomes.append(answer.status_code)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(get)  # holds the only slot for 0.3 s
+        await anyio.wait_all_tasks_blocked()
+        tg.start_soon(get)  # waits for the slot, three times the total
+        await anyio.sleep(0.3)
+        hold.set()
+    assert outcomes == [200, 200]  # the waiting one too was sent and answered, not timed out
+    await engine.aclose()
+
+
+async def test_both_engines_ask_for_an_unencoded_answer():
+    """Requests say ``Accept-Encoding: identity`` (an answer encoded anyway is inflated)."""
+    transport = _Held()
+    transport.hold = None
+    async with bga.Gateway("https://gw.test", 361, DEMO_SHOPS["361"], transport=transport) as gw:
+        with contextlib.suppress(bga.GatewayError):  # "{}" is no acknowledgement
+            await gw.submit(bga.StatusQuery(uid="u1"))
+    assert transport.headers[0]["accept-encoding"] == "identity"
