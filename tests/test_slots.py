@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from begateway_async._slots import Slots
@@ -24,7 +25,7 @@ async def test_a_free_slot_is_taken_without_a_trip_through_the_loop():
         async with slots:
             assert ran == []  # nothing else ran: neither acquire yielded
             assert slots.free == 0
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
     assert ran == ["other"]
     slots.release()
     assert slots.free == 2
@@ -38,7 +39,7 @@ async def test_waiters_get_slots_in_arrival_order_and_a_newcomer_waits_behind_th
     async def wait(k: int) -> None:
         async with slots:
             order.append(k)
-            await anyio.sleep(0)
+            await anyio.lowlevel.checkpoint()
 
     async with anyio.create_task_group() as tg:
         for k in range(3):  # they arrive one after the other
