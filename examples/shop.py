@@ -47,25 +47,29 @@ def create_app(gateway: bga.Gateway, shop_url: str) -> Starlette:
             settle(tx.tracking_id, tx.status)
 
     async def create_order(request: Request) -> Response:
-        data = await request.json()
         order_id = str(uuid.uuid4())
+        try:
+            data = await request.json()
+            payment = bga.Payment(
+                amount=data["amount"],  # an integer of minor units; 19.99 is refused here
+                currency=data["currency"],
+                description=f"Order {order_id}",
+                tracking_id=order_id,  # one per payment: notifications find their job by it
+                credit_card=bga.CreditCard(**data["card"]),
+                notification_url=f"{shop_url}/begateway/notify",
+                return_url=f"{shop_url}/orders/{order_id}",  # back from 3-D Secure
+            )
+        except (ValueError, KeyError, TypeError) as exc:  # InvalidRequest names the field
+            return JSONResponse({"error": f"not an order: {exc}"}, status_code=400)
         orders[order_id] = "pending"
         try:
-            tx = await gateway.payment(
-                bga.Payment(
-                    amount=data["amount"],
-                    currency=data["currency"],
-                    description=f"Order {order_id}",
-                    tracking_id=order_id,  # one per payment: notifications find their job by it
-                    credit_card=bga.CreditCard(**data["card"]),
-                    notification_url=f"{shop_url}/begateway/notify",
-                    return_url=f"{shop_url}/orders/{order_id}",  # back from 3-D Secure
-                ),
-                timeout=60,
-            )
-        except bga.RequestRejected as exc:  # invalid card data and the like: nothing was created
+            tx = await gateway.payment(payment, timeout=60)
+        except bga.Rejected as exc:  # an expired card and the like: nothing was charged
             orders[order_id] = "rejected"
             return JSONResponse({"order": order_id, "errors": exc.errors}, status_code=422)
+        except bga.JobFailed as exc:  # processing failed at the gateway or the bank
+            orders[order_id] = "error"
+            return JSONResponse({"order": order_id, "error": exc.message}, status_code=502)
         except bga.JobTimeout:  # the bank is slow; the notification will tell
             return JSONResponse({"order": order_id, "state": "pending"}, status_code=202)
         settle(order_id, tx.status)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import begateway_async as bga
+from begateway_async._errors import job_failure
 
 
 @pytest.mark.parametrize(
@@ -32,3 +33,23 @@ def test_the_code_comes_from_any_envelope(body, code, message):
         assert error.code == code
         if message is not None:
             assert error.message == message
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "rejected"),
+    [
+        (422, {"message": "Date is expired", "errors": {"credit_card": {"exp_year": ["x"]}}}, True),
+        (422, {"message": "Unsupported operation"}, True),
+        (400, {"errors": {"amount": ["must be an integer"]}}, True),
+        (400, {"message": "bad"}, False),
+        (500, {"message": "We're sorry, but something went wrong"}, False),
+        (500, {"errors": {"base": ["internal"]}}, False),
+    ],
+)
+def test_a_task_error_that_refuses_the_content_is_a_rejection(status, body, rejected):
+    """422 (or a 4xx naming fields) refuses what was sent; anything else is processing failing."""
+    error = job_failure(status_code=status, body=body, request_id="r1", tracking_id=None)
+    assert isinstance(error, bga.JobFailed)
+    assert isinstance(error, bga.JobRejected) is rejected
+    assert isinstance(error, bga.Rejected) is rejected
+    assert isinstance(bga.RequestRejected(status_code=401, body={}), bga.Rejected)

@@ -48,9 +48,11 @@ __all__ = [
     "JobExpired",
     "JobFailed",
     "JobLost",
+    "JobRejected",
     "JobTimeout",
     "MalformedResponse",
     "NotResumable",
+    "Rejected",
     "RequestRejected",
     "SubmitIndeterminate",
     "TransportError",
@@ -180,7 +182,24 @@ class _BodyError(GatewayError):
         super().__init__(f"{summary} (HTTP {status_code}){detail}")
 
 
-class RequestRejected(_BodyError):  # noqa: N818
+class Rejected(GatewayError):  # noqa: N818
+    """The gateway refused the request itself, and created or charged nothing: fix it, send anew.
+
+    The base of `RequestRejected` (refused before any task existed: the
+    credentials, a duplicate, a body it could not take) and `JobRejected`
+    (refused inside the task: in the async mode the gateway acknowledges
+    first and validates after, so an expired card or a missing field comes
+    back as the task's one-shot HTTP 422). ``except bga.Rejected`` tells
+    "the gateway refused what we sent" from "processing failed" (`JobFailed`
+    that is not a `JobRejected`) without reading status codes; ``errors``
+    names the fields.
+    """
+
+    status_code: int
+    errors: object
+
+
+class RequestRejected(_BodyError, Rejected):  # noqa: N818
     """The gateway refused a submit (validation, duplicate, credentials, ...).
 
     Raised by `Gateway.submit` when the answer says no task was created, and
@@ -321,6 +340,26 @@ class JobFailed(JobError, _BodyError):  # noqa: N818
         _BodyError.__init__(self, "the task failed", status_code=status_code, body=body)
         summary = self.args[0]
         JobError.__init__(self, summary, request_id=request_id, tracking_id=tracking_id)
+
+
+class JobRejected(JobFailed, Rejected):
+    """The task's error refuses the request's content (HTTP 422, or a 4xx with per-field errors).
+
+    In the async mode this is how validation fails: an expired card, an
+    amount that is not an integer, a missing field. No transaction was made;
+    ``errors`` names the fields (e.g. ``{"credit_card": {"exp_year": [...]}}``).
+    It is a `JobFailed` too, so code that catches that goes on working.
+    """
+
+
+def job_failure(
+    *, status_code: int, body: Any, request_id: str, tracking_id: str | None
+) -> JobFailed:
+    """The error for a task's one-shot error body: `JobRejected` when it refuses the content."""
+    kind = JobFailed
+    if status_code == 422 or (400 <= status_code < 500 and _error_details(body)):  # noqa: PLR2004
+        kind = JobRejected
+    return kind(status_code=status_code, body=body, request_id=request_id, tracking_id=tracking_id)
 
 
 class JobExpired(JobError):  # noqa: N818

@@ -9,7 +9,7 @@ outcome                                                step
 =====================================================  ==========================
 `Done`, readable as the operation's result             `End` (the result)
 `Done`, unreadable                                     `End` (`MalformedResponse`)
-`Failed`                                               `End` (`JobFailed`)
+`Failed`                                               `End` (`JobFailed`, `JobRejected`)
 `Unknown` (expired)                                    `End` (`JobExpired`)
 `Unknown` (lost) after a lost reply, with tracking id  `LookUp` (then `JobLost`)
 `Unknown` (lost) otherwise                             `End` (`JobLost`)
@@ -36,11 +36,11 @@ from ._errors import (
     JobAbandoned,
     JobError,
     JobExpired,
-    JobFailed,
     JobLost,
     MalformedResponse,
     RequestRejected,
     UnsafeURL,
+    job_failure,
 )
 from ._protocol import (
     Completed,
@@ -265,7 +265,7 @@ def decide_step(  # noqa: C901, PLR0911, PLR0912 - one return per row of the tab
             return End(error=exc)
         return End(value)
     if isinstance(outcome, Failed):
-        failed = JobFailed(
+        failed = job_failure(
             status_code=outcome.status_code,
             body=outcome.body,
             request_id=request_id,

@@ -99,3 +99,32 @@ async def test_a_3ds_payment_learns_its_final_status_by_webhook(number: str, fin
                 assert await _state(client, order) == final
     delivered = [(a.uid, a.status, a.answer) for a in simulator.notifier.attempts if a.uid == uid]
     assert delivered == [(uid, final, 200)]
+
+
+async def test_the_shop_answers_what_went_wrong_not_a_500():
+    """Bad input is a 400 naming the field; a card the gateway refuses a 422 with its errors."""
+    shop = example()
+    simulator = Simulator(processing={"*": 0.05}, seed=2)
+    sock = loopback_socket()
+    shop_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with anyio.fail_after(30):
+        async with serving(simulator) as gateway_url:
+            gateway = bga.Gateway(gateway_url, 361, DEMO_SHOPS["361"], rng=random.Random(2))
+            async with (
+                serving(shop.create_app(gateway, shop_url), sock),
+                httpx.AsyncClient(base_url=shop_url) as client,
+            ):
+                card = {"number": "4200000000000000", **CARD}
+                expired = {**card, "exp_month": 1, "exp_year": 2010}
+                answer = await client.post(
+                    "/orders", json={"amount": 500, "currency": "USD", "card": expired}
+                )
+                assert answer.status_code == 422  # refused inside the task: a JobRejected
+                assert "credit_card" in answer.json()["errors"]
+                float_amount = {"amount": 19.99, "currency": "USD", "card": card}
+                answer = await client.post("/orders", json=float_amount)
+                assert answer.status_code == 400
+                assert "amount" in answer.json()["error"]
+                answer = await client.post("/orders", content=b"not json")
+                assert answer.status_code == 400
+                assert len(simulator.stats.jobs) == 1  # only the expired card reached it

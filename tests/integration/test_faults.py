@@ -93,6 +93,7 @@ async def test_internal_error_is_served_once(simulator, clock):
     assert len(failures) == 1
     assert failures[0].status_code == 500
     assert failures[0].body == {"message": "We're sorry, but something went wrong"}
+    assert not isinstance(failures[0], bga.Rejected)  # processing failed; the request was fine
     assert simulator.stats.statuses[500] == 1
 
 

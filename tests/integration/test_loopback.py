@@ -146,7 +146,7 @@ def test_batch_runner(spawned, tmp_path: Path):
     assert (results[1]["ok"], results[1]["status"]) == (True, "successful")
     assert (results[2]["ok"], results[2]["status"]) == (False, "failed")
     assert results[3]["error"] == "InvalidRequest"
-    assert (results[4]["error"], results[4]["status_code"]) == ("JobFailed", 422)
+    assert (results[4]["error"], results[4]["status_code"]) == ("JobRejected", 422)
     assert results[5]["error"] == "InvalidRequest"
     assert results[6]["ok"]
     assert "line 3:" in done.stderr
@@ -238,7 +238,7 @@ def test_batch_runner_killed_again_and_again_pays_each_line_once(tmp_path: Path)
     good = [r for r in answered if r["line"] - 1 not in expired]
     assert all(r["ok"] and r["status"] == "successful" for r in good)
     one_shot = [r for r in answered if r["line"] - 1 in expired]
-    served = [r for r in one_shot if r["error"] == "JobFailed" and r["status_code"] == 422]
+    served = [r for r in one_shot if r["error"] == "JobRejected" and r["status_code"] == 422]
     lost = [r for r in one_shot if r["error"] == "JobLost"]
     assert len(served) + len(lost) == len(expired)  # nothing else became of them
     assert all(r["after_lost_reply"] for r in lost)  # every lost reply is reported as such

@@ -119,10 +119,15 @@ async def test_test_cards(connect, simulator):
         assert simulator.complete_three_d_secure(pending.uid) == "successful"
         assert (await gw.transaction(pending.uid)).status == "successful"
         expired = bga.CreditCard(number=GOOD, exp_month=1, exp_year=2010)
-        with pytest.raises(bga.JobFailed, match="Date is expired"):
+        with pytest.raises(bga.JobRejected, match="Date is expired") as refused:
             await gw.payment(
                 bga.Payment(amount=4, currency="USD", description="x", credit_card=expired)
             )
+        # Validation inside the task: a JobFailed, and a Rejected like a refused submit.
+        assert isinstance(refused.value, bga.JobFailed)
+        assert isinstance(refused.value, bga.Rejected)
+        assert refused.value.status_code == 422
+        assert "credit_card" in refused.value.errors
 
 
 async def test_queries(connect):
