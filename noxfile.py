@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["lint", "typing", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
 PYTHON = "3.11"
+#: Every Python the package claims (``requires-python`` and the classifiers).
+PYTHONS = ["3.11", "3.12", "3.13"]
+
+# Interpreters installed by pyenv are found even when they are not its global ones.
+_versions = Path(os.environ.get("PYENV_ROOT", "~/.pyenv")).expanduser() / "versions"
+_found = [
+    str(path / "bin")
+    for version in PYTHONS
+    for path in sorted(_versions.glob(f"{version}.*"))
+    if (path / "bin" / f"python{version}").exists()
+]
+os.environ["PATH"] = os.pathsep.join([*_found, os.environ.get("PATH", "")])
 
 
 @nox.session(python=PYTHON)
@@ -25,9 +40,9 @@ def typing(session: nox.Session) -> None:
     session.run("mypy")
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=PYTHONS)
 def tests(session: nox.Session) -> None:
-    """The test suite, on asyncio and trio."""
+    """The test suite, on asyncio and trio, on every Python the package claims."""
     session.install("-e", ".[tests]")
     session.run("python", "-m", "pytest", *session.posargs)
 

@@ -6,6 +6,7 @@ import json
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -93,6 +94,7 @@ class SQLiteJournal:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._connection: sqlite3.Connection | None = None
+        self._finalizer = weakref.finalize(self, lambda: None)
         self._open_batch: _Batch | None = None
         self._flushing = False
 
@@ -114,6 +116,10 @@ class SQLiteJournal:
             connection.execute("PRAGMA secure_delete=ON")
             connection.executescript(_SCHEMA)
             self._connection = connection
+            # Read again after its Gateway closed it, a journal opens its connection
+            # again; it is closed by `aclose`, or when the journal is dropped (never
+            # left to the garbage collector, which warns on Python 3.13).
+            self._finalizer = weakref.finalize(self, connection.close)
         return self._connection
 
     def _commit(self, writes: list[_Write]) -> None:
@@ -252,12 +258,15 @@ class SQLiteJournal:
 
     def _close(self) -> None:
         with self._lock:
-            if self._connection is not None:
-                # Fold the write-ahead log into the file and empty it: no older
-                # version of an erased row stays behind in the -wal file.
-                self._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-                self._connection.close()
-                self._connection = None
+            connection, self._connection = self._connection, None
+            if connection is not None:
+                self._finalizer.detach()
+                try:
+                    # Fold the write-ahead log into the file and empty it: no older
+                    # version of an erased row stays behind in the -wal file.
+                    connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                finally:
+                    connection.close()
 
 
 def _entry(row: tuple[Any, ...]) -> JournalEntry:

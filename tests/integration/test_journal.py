@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import stat
 
@@ -197,7 +198,7 @@ async def test_sqlite_journal_commits_in_groups_and_erases_card_data(connect, tm
     writes = 63 * 3  # intent, acknowledgement, outcome
     assert commits < writes / 2
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db:
         rows = db.execute("SELECT count(*), count(body), count(outcome) FROM entries").fetchone()
     assert rows == (63, 0, 63)
 
