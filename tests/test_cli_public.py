@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
+import begateway_async as bga
 import begateway_async.cli
 
 CLI = Path(begateway_async.cli.__file__).parent
@@ -59,3 +62,13 @@ def test_the_command_line_imports_no_private_name():
     assert len(modules) >= 5
     for path in modules:
         assert private_uses(path.read_text(encoding="utf-8")) == [], path.name
+
+
+def test_the_command_says_its_version():
+    """``begateway-async --version`` prints the package version and exits 0."""
+    out = subprocess.run(
+        [sys.executable, "-m", "begateway_async", "--version"],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0
+    assert out.stdout.strip() == f"begateway-async {bga.__version__}"

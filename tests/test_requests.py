@@ -292,3 +292,13 @@ def test_a_rejected_card_value_is_never_echoed(build, secret):
     assert info.value.field.startswith("CreditCard.")
     assert secret not in str(info.value)
     assert "not shown" in str(info.value)
+
+
+def test_an_expiry_written_as_text_is_taken_as_the_gateway_docs_show_it():
+    """``"05"`` and ``"2030"`` (a CSV export, the gateway's own examples) are the month and year."""
+    card = bga.CreditCard(number="4200000000000000", exp_month="05", exp_year="2030")
+    assert (card.exp_month, card.exp_year) == (5, 2030)
+    for month, year, field in (("5a", "2030", "exp_month"), ("05", "30", "exp_year")):
+        with pytest.raises(bga.InvalidRequest) as refused:
+            bga.CreditCard(number="4200000000000000", exp_month=month, exp_year=year)
+        assert refused.value.field == f"CreditCard.{field}"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from typing import Any
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -220,3 +222,19 @@ def test_a_notification_too_deep_to_read_is_malformed():
     raw = b"[" * 100_000 + b"]" * 100_000
     with pytest.raises(bga.WebhookMalformed, match="not JSON"):
         WebhookVerifier(SHOP_ID, SECRET).verify(raw, headers(raw))
+
+
+@pytest.mark.anyio
+async def test_a_notification_to_a_gateway_that_is_not_open_warns_once_naming_the_fix(caplog):
+    """503 (the gateway sends it again), and one warning that says to keep the Gateway open."""
+    gateway = bga.Gateway("https://gw.test", SHOP_ID, SECRET)
+    endpoint = bga.WebhookEndpoint(gateway)
+    transport = httpx.ASGITransport(app=endpoint)
+    async with httpx.AsyncClient(transport=transport, base_url="http://shop.test") as client:
+        with caplog.at_level(logging.WARNING, logger="begateway_async"):
+            answers = [(await client.post("/notify", content=b"{}")).status_code for _ in range(3)]
+    assert answers == [503, 503, 503]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "async with gateway:" in warnings[0]
+    assert "lifespan" in warnings[0]

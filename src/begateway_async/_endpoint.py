@@ -79,6 +79,7 @@ class WebhookEndpoint:
             raise InvalidRequest("on_notification", "must be an async function or None")
         self.gateway = gateway
         self.on_notification = on_notification
+        self._warned = False
 
     def __repr__(self) -> str:
         return f"<WebhookEndpoint for {self.gateway!r}>"
@@ -114,6 +115,13 @@ class WebhookEndpoint:
 
     async def _handle(self, body: bytes, headers: Headers) -> tuple[int, dict[str, Any]]:
         if not self.gateway.is_open:
+            if not self._warned:  # once: the gateway retries, and would flood the log
+                self._warned = True
+                logger.warning(
+                    "a notification came while the Gateway is not open: answered 503, the "
+                    "gateway will send it again; keep the Gateway open for the life of the app "
+                    "(`async with gateway:` in the app's lifespan)"
+                )
             return 503, {"error": "not ready"}
         try:
             notification = await self.gateway.deliver(body, headers)

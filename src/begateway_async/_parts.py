@@ -19,6 +19,13 @@ from ._errors import InvalidRequest
 __all__ = ["AdditionalData", "BillingAddress", "CreditCard", "Customer", "EncryptedCreditCard"]
 
 
+def _digits_as_int(value: int | str | None) -> int | None:
+    """An expiry as the gateway's docs and CSV exports write it (``"05"``, ``"2030"``)."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 4:  # noqa: PLR2004
+        return int(value)
+    return value  # type: ignore[return-value]  # anything else: the validator refuses it
+
+
 @attrs.frozen(kw_only=True, repr=False)
 class CreditCard:
     """Card data: a full card, or a ``token`` from an earlier transaction.
@@ -30,8 +37,8 @@ class CreditCard:
         number: the PAN, digits only.
         verification_value: CVV/CVC.
         holder: the name on the card.
-        exp_month: 1-12, sent as ``"MM"``.
-        exp_year: four digits, sent as ``"YYYY"``.
+        exp_month: 1-12, sent as ``"MM"``; the text ``"05"`` is taken as 5.
+        exp_year: four digits, sent as ``"YYYY"``; the text ``"2030"`` is taken too.
         token: a card token, instead of number and expiry.
     """
 
@@ -43,8 +50,8 @@ class CreditCard:
         validator=v.pattern(re.compile(r"[0-9]{3,4}"), "3 or 4 digits", secret=True),
     )
     holder: str | None = attrs.field(default=None, validator=v.text(255))
-    exp_month: int | None = attrs.field(default=None)
-    exp_year: int | None = attrs.field(default=None)
+    exp_month: int | None = attrs.field(default=None, converter=_digits_as_int)
+    exp_year: int | None = attrs.field(default=None, converter=_digits_as_int)
     token: str | None = attrs.field(default=None, validator=v.text(255))
     skip_three_d_secure_verification: bool | None = attrs.field(default=None, validator=v.flag)
     force_three_d_secure_verification: bool | None = attrs.field(default=None, validator=v.flag)

@@ -7,6 +7,8 @@ import contextlib
 import sys
 from collections.abc import Sequence
 
+import begateway_async
+
 __all__ = ["main"]
 
 
@@ -43,6 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="begateway-async",
         description="Async-mode client of beGateway-platform card gateways, and its simulator.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"begateway-async {begateway_async.__version__}"
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
