@@ -626,3 +626,28 @@ async def test_two_thousand_jobs_one_shot_bodies_read_once(clock):
     assert len(reads) == 2000
     assert sum(1 for o in outcomes if o and o.startswith("failed")) == 667
     assert peak == 16
+
+
+async def test_the_shortcuts_send_the_idempotency_key_they_are_given(open_gateway, router):
+    """``gw.payment(..., idempotency_key=...)`` sends it as the RequestID, like `submit`."""
+    route = router.post("/async/transactions/payments").respond(200, json=ack())
+    router.get(RESULT).respond(200, json=transaction())
+    async with open_gateway() as gw:
+        tx = await gw.payment(payment(), idempotency_key="order-42-attempt-1")
+    assert tx.status == "successful"
+    assert [c.request.headers["requestid"] for c in route.calls] == ["order-42-attempt-1"]
+
+
+@pytest.mark.parametrize("timeout", ["5", -1, True, float("nan")])
+async def test_a_wrong_timeout_is_refused_before_anything_is_sent(open_gateway, router, timeout):
+    """``timeout="5"`` names the field; no payment is left under way with nobody waiting."""
+    route = router.post("/async/transactions/payments").respond(200, json=ack())
+    async with open_gateway() as gw:
+        with pytest.raises(bga.InvalidRequest) as refused:
+            await gw.payment(payment(), timeout=timeout)
+        assert refused.value.field == "timeout"
+        assert route.call_count == 0
+        job = await gw.submit(payment(tracking_id="t-2"))
+        with pytest.raises(bga.InvalidRequest, match="timeout"):
+            await job.result(timeout)
+        job.abandon()

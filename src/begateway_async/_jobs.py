@@ -28,6 +28,20 @@ TOKEN_VERSION: Final = 1
 TOKEN_TYPE: Final = "begateway-async/job"  # noqa: S105 - a type tag, not a secret
 
 
+def check_timeout(timeout: object) -> None:
+    """Refuse a ``timeout`` that is not a number of seconds (or None).
+
+    Raises:
+        InvalidRequest: it is text, a bool, negative or not a number.
+    """
+    if timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout >= 0:
+        raise InvalidRequest(
+            "timeout", f"must be seconds (a number, 0 or more) or None, not {timeout!r}"
+        )
+
+
 class JobState(enum.Enum):
     """Where a job is in its life."""
 
@@ -221,6 +235,7 @@ class Job(Generic[T]):
             RequestRejected: the gateway refused our credentials while polling.
             MalformedResponse: the result could not be read; carries the body.
         """
+        check_timeout(timeout)
         if self._state is JobState.PENDING:
             if timeout is None:
                 if self._event is None:

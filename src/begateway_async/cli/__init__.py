@@ -128,8 +128,39 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status."""
+    """Run the command line; return the exit status.
+
+    Usage errors exit 2 (argparse's), Ctrl-C 130, each with one line on
+    standard error instead of a traceback.
+    """
     args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        after = _INTERRUPTED.get(args.command, "")
+        print(f"begateway-async {args.command}: interrupted{after}", file=sys.stderr)  # noqa: T201
+        return 130
+    except ModuleNotFoundError as exc:
+        if exc.name not in _EXTRAS:
+            raise
+        extra = _EXTRAS[exc.name]
+        print(  # noqa: T201
+            f"begateway-async {args.command}: needs the {extra} extra "
+            f'(pip install "begateway-async[{extra}]")',
+            file=sys.stderr,
+        )
+        return 1
+
+
+#: What an interrupted command leaves behind, said after "interrupted".
+_INTERRUPTED = {
+    "run": "; what was sent is in the journal: the same command resumes it",
+}
+#: The extra that brings each optional module the commands import.
+_EXTRAS = {"uvicorn": "simulator", "aiohttp": "aiohttp", "psycopg": "postgres"}
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "simulate":
         return _simulate(args)
     if args.command == "demo":

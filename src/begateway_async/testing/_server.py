@@ -114,8 +114,10 @@ async def serve_here(app: Any, *, host: str = "127.0.0.1") -> AsyncIterator[str]
 def _uvicorn_server(app: Any, *, lifespan: Literal["on", "off"] = "off") -> Any:
     try:
         import uvicorn  # noqa: PLC0415 - an optional extra
-    except ImportError as exc:  # pragma: no cover - depends on the installation
-        raise RuntimeError("install begateway-async[simulator] to serve over HTTP") from exc
+    except ImportError as exc:
+        raise ModuleNotFoundError(
+            'install "begateway-async[simulator]" to serve over HTTP', name="uvicorn"
+        ) from exc
     # The simulator counts what it serves; the server's own error log would
     # only repeat the connections it drops on purpose.
     config = uvicorn.Config(
