@@ -79,6 +79,7 @@ class TxRecord:
     redirect_url: str | None = None
     final_status: str | None = None
     notification_url: str | None = None
+    return_url: str | None = None
     customer: Mapping[str, Any] | None = None
     billing_address: Mapping[str, Any] | None = None
     language: str = "en"

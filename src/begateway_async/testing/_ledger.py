@@ -78,13 +78,17 @@ class Ledger:
             return Outcome(exc.status, error=error_body(exc.errors, code=exc.code))
         return Outcome(404, error={"message": "Not found", "_code": "E.1016"})
 
-    def complete_three_d_secure(self, uid: str) -> TxRecord | None:
-        """Finish a pending 3-D Secure transaction with its card's final status."""
+    def complete_three_d_secure(self, uid: str, *, passed: bool = True) -> TxRecord | None:
+        """Finish a pending 3-D Secure transaction: its card's final status, or failed."""
         record = self.transactions.get(uid)
         if record is None or record.status != "incomplete" or record.final_status is None:
             return None
-        record.status = record.final_status
-        record.message = self._status_message(record.type, record.status)
+        record.status = record.final_status if passed else "failed"
+        record.message = (
+            self._status_message(record.type, record.status)
+            if passed
+            else "3-D Secure authentication failed"
+        )
         if record.three_ds is not None:
             record.three_ds["status"] = record.status
         record.redirect_url = None
@@ -178,6 +182,7 @@ class Ledger:
             customer=request.get("customer"),
             billing_address=request.get("billing_address"),
             notification_url=request.get("notification_url"),
+            return_url=request.get("return_url"),
             **fields,
         )
         self.transactions[record.uid] = record

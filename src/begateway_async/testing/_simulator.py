@@ -48,6 +48,7 @@ from ._distributions import Distribution, LogNormal, pick
 from ._faults import Faults
 from ._ledger import Ledger
 from ._notifier import Notifier, render_body
+from ._pages import page
 from ._stats import JobStats, Stats
 from ._tasks import Tasks, ack
 
@@ -262,6 +263,9 @@ class Simulator:
         if path.startswith(r.CONTROL):
             status, data = control(self, method, path[len(r.CONTROL) :])
             return status, {"content-type": "application/json"}, json.dumps(data).encode()
+        shown = page(self, method, path, body)
+        if shown is not None:  # GET /, the 3-D Secure page
+            return shown
         endpoint, route = r.route(method, path)
         self.stats.requests[endpoint] += 1
         status, answer_headers, content = await self._faulty(endpoint, route, scope, headers, body)
@@ -420,14 +424,19 @@ class Simulator:
             self.tasks.remember(shop, key, started, answer)
         return answer
 
-    def complete_three_d_secure(self, uid: str) -> str | None:
-        """The customer passed 3-D Secure: give the transaction its final status (returned).
+    def transaction(self, uid: str) -> TxRecord | None:
+        """The books' record of transaction ``uid``, or None."""
+        return self.ledger.transactions.get(uid)
 
-        Its notification, if it asked for one, is sent now.
+    def complete_three_d_secure(self, uid: str, *, passed: bool = True) -> str | None:
+        """The customer is back from 3-D Secure: give the transaction its final status (returned).
+
+        ``passed``: the card's own final status; else it fails. Its
+        notification, if it asked for one, is sent now.
         """
         pending = self.ledger.transactions.get(uid)
         redirect = pending.redirect_url if pending is not None else None
-        record = self.ledger.complete_three_d_secure(uid)
+        record = self.ledger.complete_three_d_secure(uid, passed=passed)
         if record is None:
             return None
         if record.notification_url:
