@@ -100,3 +100,45 @@ def test_a_usage_error_exits_2():
     )
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
+
+
+def test_a_batch_run_ends_with_a_summary_that_matches_its_output(tmp_path: Path):
+    """Counted from the output file, also when the same command runs again (it resumes)."""
+    card = {"number": "4200000000000000", "exp_month": 1, "exp_year": 2030}
+    line = {"operation": "payment", "currency": "USD", "description": "x", "credit_card": card}
+    lines = [
+        {**line, "amount": 101, "tracking_id": "s-1"},  # successful
+        {
+            **line,
+            "amount": 102,
+            "tracking_id": "s-2",
+            "credit_card": {**card, "number": "4005550000000019"},
+        },
+        {**line, "amount": 103, "tracking_id": "s-3", "credit_card": {**card, "exp_year": 2010}},
+        {**line, "amount": 10.5, "tracking_id": "s-4"},  # refused here: not an integer
+    ]
+    source = tmp_path / "jobs.jsonl"
+    source.write_text("".join(json.dumps(entry) + "\n" for entry in lines))
+    out = tmp_path / "out.jsonl"
+    with spawn(["--median", "0.05", "--p99", "0.2"]) as url:
+        env = {**os.environ, "BEGATEWAY_URL": url, "BEGATEWAY_SHOP_ID": "361"}
+        env["BEGATEWAY_SECRET_KEY"] = DEMO_SHOPS["361"]
+        runs = [
+            subprocess.run(  # noqa: S603
+                [*COMMAND, "run", str(source), "--out", str(out)],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=120,
+                check=False,
+            )
+            for _ in range(2)
+        ]
+    written = [json.loads(text) for text in out.read_text().splitlines()]
+    assert sorted(r["line"] for r in written) == [1, 2, 3, 4]  # each once, also after the resume
+    expected = f"4 of 4 lines answered: 1 successful, 1 declined, 2 rejected, 0 failed; in {out}"
+    first, again = (run.stderr.strip().splitlines() for run in runs)
+    assert first[-1] == expected
+    assert f"resuming: 4 lines already answered in {out}" in again
+    assert again[-1] == expected
+    assert [run.returncode for run in runs] == [1, 1]  # lines failed: the same status both times

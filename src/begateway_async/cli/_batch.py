@@ -66,6 +66,7 @@ from ._runfiles import (
     tag,
     untag,
 )
+from ._summary import summary
 
 __all__ = ["Options", "run_batch", "settings"]
 
@@ -420,6 +421,8 @@ def run_batch(args: argparse.Namespace) -> int:
     if resuming and args.retry_rejected:
         drop_refused(out_path, retryable)
     done, earlier_failures = answered(out_path) if resuming else (set(), False)
+    if resuming:
+        print(f"resuming: {len(done)} lines already answered in {out_path}", file=sys.stderr)  # noqa: T201
     options = Options(
         gateway=gateway,
         shop_id=shop_id,
@@ -434,14 +437,14 @@ def run_batch(args: argparse.Namespace) -> int:
         lease=args.lease,
     )
     with contextlib.ExitStack() as stack:
-        source = (
-            sys.stdin.buffer
-            if args.input == "-"
-            else stack.enter_context(Path(args.input).open("rb"))
-        )
+        opened = None if args.input == "-" else stack.enter_context(Path(args.input).open("rb"))
         out = stack.enter_context(private_output(out_path, append=resuming))
         try:
-            return anyio.run(_main, options, source, out, done, backend=args.backend)
+            status = anyio.run(
+                _main, options, opened or sys.stdin.buffer, out, done, backend=args.backend
+            )
         except (InvalidRequest, UsageError) as exc:  # a bad gateway URL, another input's journal
             print(f"begateway-async run: {exc}", file=sys.stderr)  # noqa: T201
             return 2
+    print(summary(out_path, total=options.total), file=sys.stderr)  # noqa: T201
+    return status

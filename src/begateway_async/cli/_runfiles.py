@@ -30,6 +30,7 @@ __all__ = [
     "lines",
     "outputs",
     "private_output",
+    "records",
     "tag",
     "untag",
 ]
@@ -101,7 +102,7 @@ def answered(path: Path) -> tuple[set[int], bool]:
         complete = content.rfind(b"\n") + 1
         if complete < len(content):
             stream.truncate(complete)
-    for record in _records(content[:complete]):
+    for record in records(content[:complete]):
         found.add(record["line"])
         failed |= record.get("ok") is False
     return found, failed
@@ -113,12 +114,13 @@ def outputs(paths: list[str]) -> dict[int, bytes]:
     for path in paths:
         content = Path(path).read_bytes()
         for line in content[: content.rfind(b"\n") + 1].splitlines(keepends=True):
-            for record in _records(line):
+            for record in records(line):
                 found.setdefault(record["line"], line)
     return found
 
 
-def _records(content: bytes) -> Iterator[dict[str, Any]]:
+def records(content: bytes) -> Iterator[dict[str, Any]]:
+    """The output lines in ``content`` (a line that is not one of ours is passed over)."""
     for line in content.splitlines():
         try:
             record = json.loads(line)
@@ -142,10 +144,10 @@ def drop_refused(path: Path, retryable: Callable[[int | None], bool]) -> set[int
     kept: list[bytes] = []
     dropped: set[int] = set()
     for line in content.splitlines(keepends=True):
-        records = list(_records(line))
-        refused = records and records[0].get("error") == "RequestRejected"
-        if refused and retryable(records[0].get("status_code")):
-            dropped.add(records[0]["line"])
+        found = list(records(line))
+        refused = found and found[0].get("error") == "RequestRejected"
+        if refused and retryable(found[0].get("status_code")):
+            dropped.add(found[0]["line"])
         else:
             kept.append(line)
     if dropped:
