@@ -53,3 +53,15 @@ def test_a_task_error_that_refuses_the_content_is_a_rejection(status, body, reje
     assert isinstance(error, bga.JobRejected) is rejected
     assert isinstance(error, bga.Rejected) is rejected
     assert isinstance(bga.RequestRejected(status_code=401, body={}), bga.Rejected)
+
+
+def test_a_status_query_answered_404_is_a_typed_not_found():
+    body = {"message": "Record not found"}
+    error = job_failure(
+        status_code=404, body=body, request_id="r1", tracking_id=None, operation="status_query"
+    )
+    assert isinstance(error, bga.TransactionNotFound)
+    other = job_failure(
+        status_code=404, body=body, request_id="r1", tracking_id=None, operation="refund"
+    )
+    assert type(other) is bga.JobFailed  # only a lookup by uid says "no such transaction"

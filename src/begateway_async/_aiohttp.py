@@ -116,6 +116,10 @@ class AiohttpEngine:
         for aiohttp_error, httpx_error in self._errors:
             if isinstance(exc, aiohttp_error):
                 message = str(exc) or type(exc).__name__
+                if isinstance(exc, self._aiohttp.ClientConnectorError):
+                    # aiohttp's own text names "ssl:default" even for plain http.
+                    reason = type(exc.os_error).__name__ if exc.os_error else "failed"
+                    message = f"cannot connect to {exc.host}:{exc.port} ({reason})"
                 if httpx_error is httpx.ReadTimeout and not str(exc):
                     message = f"no whole answer within {self._total:g} s"
                 return httpx_error(message, request=_request(method, url))

@@ -55,6 +55,7 @@ __all__ = [
     "Rejected",
     "RequestRejected",
     "SubmitIndeterminate",
+    "TransactionNotFound",
     "TransportError",
     "UnsafeURL",
     "WebhookMalformed",
@@ -214,9 +215,13 @@ class RequestRejected(_BodyError, Rejected):  # noqa: N818
         code: the API v3 ``code`` (e.g. ``"E.1025"``), when there was one.
     """
 
-    def __init__(self, *, status_code: int, body: Any, tracking_id: str | None = None) -> None:
+    def __init__(
+        self, *, status_code: int, body: Any, tracking_id: str | None = None, url: str = ""
+    ) -> None:
         super().__init__("the gateway refused the request", status_code=status_code, body=body)
         self.tracking_id = tracking_id
+        if status_code == 404 and url:  # noqa: PLR2004 - most often a wrong base URL
+            self.args = (f"{self.args[0]}; nothing at {url}: is the gateway's base URL right?",)
 
 
 class SubmitIndeterminate(GatewayError):  # noqa: N818
@@ -352,12 +357,26 @@ class JobRejected(JobFailed, Rejected):
     """
 
 
+class TransactionNotFound(JobFailed):
+    """A status query's task says the gateway has no transaction with that uid (HTTP 404).
+
+    ``gw.transaction(uid)`` raises it for a uid the gateway does not know
+    (``"Record not found"``); a tracking id nobody used is an empty list instead.
+    """
+
+
 def job_failure(
-    *, status_code: int, body: Any, request_id: str, tracking_id: str | None
+    *, status_code: int, body: Any, request_id: str, tracking_id: str | None, operation: str = ""
 ) -> JobFailed:
-    """The error for a task's one-shot error body: `JobRejected` when it refuses the content."""
+    """The error for a task's one-shot error body.
+
+    `JobRejected` when it refuses the content, `TransactionNotFound` for a
+    status query answered 404, else `JobFailed`.
+    """
     kind = JobFailed
-    if status_code == 422 or (400 <= status_code < 500 and _error_details(body)):  # noqa: PLR2004
+    if status_code == 404 and operation == "status_query":  # noqa: PLR2004
+        kind = TransactionNotFound
+    elif status_code == 422 or (400 <= status_code < 500 and _error_details(body)):  # noqa: PLR2004
         kind = JobRejected
     return kind(status_code=status_code, body=body, request_id=request_id, tracking_id=tracking_id)
 

@@ -135,7 +135,11 @@ class Operations(abc.ABC):
         return await self._run_as(Checkup, request, timeout, idempotency_key)
 
     async def transaction(self, uid: str, *, timeout: float | None = None) -> Transaction:
-        """Query one transaction's current state by ``uid``."""
+        """Query one transaction's current state by ``uid``.
+
+        Raises:
+            TransactionNotFound: the gateway has no transaction ``uid``.
+        """
         return await self.run(StatusQuery(uid=uid), timeout=timeout)
 
     async def transactions_by_tracking_id(

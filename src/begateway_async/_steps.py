@@ -270,6 +270,7 @@ def decide_step(  # noqa: C901, PLR0911, PLR0912 - one return per row of the tab
             body=outcome.body,
             request_id=request_id,
             tracking_id=tracking_id,
+            operation=job.operation,
         )
         return End(error=failed)
     if isinstance(outcome, Unknown):

@@ -348,7 +348,10 @@ class Submitter:
         if not internal:
             await self._end(entry, JournalOutcome("rejected", answer.status_code, answer.content))
         raise RequestRejected(
-            status_code=answer.status_code, body=answer.text, tracking_id=entry.tracking_id
+            status_code=answer.status_code,
+            body=answer.text,
+            tracking_id=entry.tracking_id,
+            url=self.base_url + entry.path,
         )
 
     async def _attempt(
@@ -411,7 +414,10 @@ class Submitter:
                     entry, JournalOutcome("rejected", outcome.status_code, answer.content)
                 )
             raise RequestRejected(
-                status_code=outcome.status_code, body=outcome.body, tracking_id=entry.tracking_id
+                status_code=outcome.status_code,
+                body=outcome.body,
+                tracking_id=entry.tracking_id,
+                url=self.base_url + entry.path,
             )
         raise AssertionError(outcome)  # pragma: no cover - Resend is handled by the caller
 

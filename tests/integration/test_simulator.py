@@ -137,6 +137,10 @@ async def test_queries(connect):
         found = await gw.transactions_by_tracking_id("same")
         assert [tx.uid for tx in found] == uids[::-1][:10]
         assert await gw.transactions_by_tracking_id("nothing") == []
+        with pytest.raises(bga.TransactionNotFound, match="Record not found") as missing:
+            await gw.transaction("no-such-uid")
+        assert isinstance(missing.value, bga.JobFailed)  # as before, for code that caught that
+        assert not isinstance(missing.value, bga.Rejected)
         assert (await gw.transaction(uids[0])).amount == 100
         with pytest.raises(bga.JobFailed) as missing:
             await gw.transaction("no-such-uid")
@@ -304,3 +308,17 @@ async def test_counters(connect, simulator):
     assert one["requests"] == stats.requests
     assert every[job.request_id]["ready_at"] == stats.ready_at
     json.dumps(summary)
+
+
+async def test_a_wrong_base_path_is_named_in_the_error():
+    """A 404 to a submit says which URL answered it and what to check, not only "Not found"."""
+    transport = SimulatorTransport(Simulator(processing=0.0))
+    async with bga.Gateway(
+        "https://gw.test/wrong", 361, DEMO_SHOPS["361"], transport=transport
+    ) as gw:
+        with pytest.raises(bga.RequestRejected) as refused:
+            await gw.submit(bga.StatusQuery(uid="u1"))
+    assert refused.value.status_code == 404
+    message = str(refused.value)
+    assert "nothing at https://gw.test/wrong/async/transactions/u1" in message
+    assert "base URL" in message
