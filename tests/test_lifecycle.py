@@ -94,6 +94,27 @@ async def test_a_gateway_opens_once(open_gateway, router):
     assert isinstance(info.value, RuntimeError)  # as httpx.AsyncClient's refusal is
 
 
+async def test_open_and_aclose_work_without_async_with(router, clock):
+    """For an app without a lifespan: `open`, use, `aclose` (which drains, as leaving does)."""
+    router.post("/async/transactions/payments").respond(200, json=ack())
+    router.get(f"{BASE}/async/result/r1").respond(200, json=transaction())
+    gateway = bga.Gateway(
+        BASE, SHOP_ID, SECRET, clock=clock, transport=httpx.MockTransport(router.async_handler)
+    )
+    await gateway.aclose()  # never opened: nothing to close, and it can still open
+    async with clock.autojump():
+        assert await gateway.open() is gateway
+        assert gateway.is_open
+        job = await gateway.submit(payment())
+        await gateway.aclose()  # waits for the pending job
+    assert job.done
+    assert (await job).status == "successful"
+    assert not gateway.is_open
+    await gateway.aclose()  # again: nothing more to do
+    with pytest.raises(bga.GatewayStateError, match="opens once"):
+        await gateway.open()
+
+
 async def test_as_completed_stopped_early_leaves_nothing_to_collect(open_gateway, router, clock):
     """A loop that stops early leaves only a callback on the jobs left, gone when they end."""
     router.post("/async/transactions/payments").mock(

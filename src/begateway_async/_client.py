@@ -1,9 +1,8 @@
 """`Gateway`: the client. It builds and wires the parts, and owns their life (``async with``).
 
-The work is done by the parts, one concern each: `Submitter` (submits and
-their re-sends), `Tracker` (the pending jobs and the poll loop), `Recovery`
-(resume, replay, reconcile), `Notifier` (notifications) and `Follower`
-(follow-ups). The README's "How it is built" draws the map.
+The parts do the work, one concern each: `Submitter` (submits, re-sends), `Tracker`
+(pending jobs, the poll loop), `Recovery` (resume, replay, reconcile), `Notifier`
+(notifications), `Follower` (follow-ups); the README's "How it is built" maps them.
 """
 
 from __future__ import annotations
@@ -61,8 +60,7 @@ class Gateway(Operations):
         shop_id: the shop id (HTTP Basic user name).
         secret_key: the shop's secret key (HTTP Basic password); it never
             appears in a repr, a log line or an exception.
-        transport: an `httpx.AsyncBaseTransport` to send requests through
-            (the simulator, respx, a faster transport); httpx's default otherwise.
+        transport: an `httpx.AsyncBaseTransport` to send through (the simulator, respx).
         clock: epoch seconds now, by which the 24 h result expiry is judged
             (default `time.time`); a `SchedulingClock` such as
             `testing.VirtualClock` drives all of the client's timing.
@@ -72,10 +70,9 @@ class Gateway(Operations):
         drain: whether leaving ``async with`` waits for pending jobs.
         rng: the source of backoff jitter (seed it for reproducible runs).
         allow_insecure_http: accept a plain ``http`` base URL on a non-loopback host.
-        http: which HTTP engine sends the requests when no ``transport`` is
-            given: ``"auto"`` (aiohttp on asyncio when the ``aiohttp`` extra is
-            installed, per job about 0.4 x the httpx engine's client CPU; httpx's
-            own transports otherwise), ``"httpx"`` or ``"aiohttp"``.
+        http: the HTTP engine without a ``transport``: ``"auto"`` (aiohttp on asyncio
+            with the ``aiohttp`` extra, per job 0.4 x httpx's client CPU; else httpx),
+            ``"httpx"`` or ``"aiohttp"``.
         journal: where submits are recorded (see `Journal`): a path opens an
             `SQLiteJournal` there (closed with the Gateway), a `Journal` is used
             as it is, None keeps a `MemoryJournal`. `resume_all` picks up
@@ -85,7 +82,7 @@ class Gateway(Operations):
             particular version (`BalanceQuery` needs 2) keep theirs.
         webhook_key: the shop's public key (PEM, or the bare base64 body the
             back office shows): notifications given to `deliver` must then
-            carry a valid ``Content-Signature``. Needs the ``webhooks`` extra.
+            carry a valid ``Content-Signature``.
         webhook_poll: how to poll jobs whose request names a ``notification_url``
             when notifications reach `deliver`: polls are then only the fallback
             for a notification that does not come (e.g. ``PollPolicy(first_delay=30,
@@ -147,8 +144,7 @@ class Gateway(Operations):
         t, limits = self.timeouts, self.limits
         self._sealer = Sealer(secret_key, self.shop_id, self.base_url)
         given, engine = self._transport, self.http
-        self._http = HttpCore(
-            # Chosen once the event loop runs: aiohttp is for asyncio only.
+        self._http = HttpCore(  # the engine is chosen in the running loop (aiohttp: asyncio)
             lambda: make_engine(engine, limits=limits, timeouts=t, transport=given),
             gateway_headers(self.shop_id, secret_key, self.api_version),
             limits.max_answer_bytes,
@@ -239,6 +235,15 @@ class Gateway(Operations):
                         await self.journal.aclose()
         return None
 
+    async def open(self) -> Self:
+        """Open without ``async with``, e.g. in an app's startup; `aclose` it from the same task."""
+        return await self.__aenter__()
+
+    async def aclose(self) -> None:
+        """Close as leaving ``async with`` does (waiting for pending jobs when ``drain``)."""
+        if self._tg is not None:  # open: else there is nothing to close
+            await self.__aexit__(None, None, None)
+
     def _check_open(self) -> None:
         if self._state == "open":
             return
@@ -268,12 +273,10 @@ class Gateway(Operations):
     ) -> Job[T]:
         """Send a request in async mode and return its `Job` once the gateway acknowledged it.
 
-        The body goes to ``/async`` + the operation's path, with a
-        ``RequestID`` header minted once per call. When the outcome is
-        unknown (timeout, dropped connection, 5xx without a JSON error) it is
-        re-sent with the same ``RequestID``, at most ``limits.submit_attempts``
-        times in all: the gateway processes a key once. The intent is
-        journalled before the first send.
+        The body goes to ``/async`` + the operation's path with a ``RequestID``
+        minted once per call, journalled before the first send. An unknown
+        outcome (timeout, dropped connection, 5xx without a JSON error) is
+        re-sent with the same key, at most ``limits.submit_attempts`` times.
 
         Args:
             request: any operation, e.g. `Payment` or `Refund`.
@@ -302,8 +305,7 @@ class Gateway(Operations):
     def resume(self, token: str) -> Job[Any]:
         """Turn a `Job.token` (from this or another process) back into a polled job.
 
-        Polling starts at once. A token of a job this Gateway already polls
-        returns that job.
+        Polling starts at once; a job this Gateway already polls is returned as it is.
 
         Raises:
             InvalidRequest: the token is malformed, or belongs to another gateway.
