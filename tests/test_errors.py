@@ -52,7 +52,8 @@ def test_a_task_error_that_refuses_the_content_is_a_rejection(status, body, reje
     assert isinstance(error, bga.JobFailed)
     assert isinstance(error, bga.JobRejected) is rejected
     assert isinstance(error, bga.Rejected) is rejected
-    assert isinstance(bga.RequestRejected(status_code=401, body={}), bga.Rejected)
+    assert isinstance(bga.SubmitRejected(status_code=401, body={}), bga.Rejected)
+    assert not isinstance(bga.RequestRejected(status_code=401, body={}), bga.Rejected)  # a poll
 
 
 def test_a_status_query_answered_404_is_a_typed_not_found():

@@ -253,8 +253,9 @@ async def test_invalid_request_sends_nothing(open_gateway, router):
 
 
 def test_card_repr_hides_secrets():
-    """A card's repr shows the last four digits only; CVV, token and holder never."""
+    """A card's repr shows the last four digits only; expiry, CVV, token and holder never."""
     text = repr(payment()) + repr(bga.CreditCard(token="tok_secret_1", verification_value="999"))
+    assert "2030" not in text  # the expiry year of fakes.card()
     assert "4200000000000000" not in text
     assert "****0000" in text
     assert "123" not in text

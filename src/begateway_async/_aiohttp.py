@@ -118,7 +118,8 @@ class AiohttpEngine:
                 message = str(exc) or type(exc).__name__
                 if isinstance(exc, self._aiohttp.ClientConnectorError):
                     # aiohttp's own text names "ssl:default" even for plain http.
-                    reason = type(exc.os_error).__name__ if exc.os_error else "failed"
+                    cause = getattr(exc, "os_error", None) or exc.__cause__
+                    reason = f"{type(cause).__name__}: {cause}" if cause else "failed"
                     message = f"cannot connect to {exc.host}:{exc.port} ({reason})"
                 if httpx_error is httpx.ReadTimeout and not str(exc):
                     message = f"no whole answer within {self._total:g} s"

@@ -167,8 +167,8 @@ def fit_lognormal(
         running: log of how long each still-running task has run.
         running_weight: how many tasks each entry of ``running`` stands for.
         completed_weight: how many completions each entry of ``completed`` stands for.
-        start: ``(mu, sigma)`` to start from (a previous fit); by default the
-            completions' midpoints and a sigma of 1.
+        start: ``(mu, sigma)`` to start from; by default the completions'
+            midpoints and a sigma of 1.
 
     Returns:
         ``(mu, sigma)`` of ``log T``.
@@ -208,14 +208,13 @@ def fit_lognormal(
 class _Fit:
     """The recent completions of one operation and the plan fitted to them."""
 
-    __slots__ = ("after", "completed", "count", "grid", "median", "refit_at", "sigma")
+    __slots__ = ("after", "completed", "count", "grid", "median", "refit_at")
 
     def __init__(self) -> None:
         #: ``(log lower, log upper)`` of each recent completion.
         self.completed: collections.deque[tuple[float, float]] = collections.deque(maxlen=MEMORY)
         self.count = 0
         self.median = 0.0
-        self.sigma = 1.0
         self.grid: Sequence[float] = ()
         self.after: Sequence[float] = ()
         self.refit_at = MIN_SAMPLES
@@ -284,7 +283,9 @@ class Cadence:
             return
         completed, completed_weight = _sample(fit.completed)
         running, running_weight = _sample(running)
-        start = (math.log(fit.median), fit.sigma) if fit.grid else None  # the last fit
+        # From the last fit's median (fewer rounds), but sigma from 1 again: a
+        # spread the polls cannot tell must not drift from refit to refit.
+        start = (math.log(fit.median), 1.0) if fit.grid else None
         mu, sigma = fit_lognormal(
             completed, running, running_weight, completed_weight=completed_weight, start=start
         )
@@ -292,7 +293,7 @@ class Cadence:
             return  # nothing sensible to plan on: keep the previous plan
         rounded = round(min(max(sigma, 0.05), 3.0) * 20) / 20
         fit.grid, fit.after = _standard_policy(rounded, self.lag_weight)
-        fit.median, fit.sigma = math.exp(mu), sigma
+        fit.median = math.exp(mu)
 
     def next_offset(self, key: str, elapsed: float) -> float | None:
         """When to poll a task of ``key`` last seen running ``elapsed`` seconds after creation.

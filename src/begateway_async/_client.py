@@ -292,7 +292,7 @@ class Gateway(Operations):
         Raises:
             InvalidRequest: ``request`` is not a request, or the key is malformed.
             GatewayStateError: the Gateway is not open; nothing was sent.
-            RequestRejected: the gateway refused the request; no task exists.
+            SubmitRejected: the gateway refused the request; no task exists.
             SubmitIndeterminate: no attempt told whether a task exists.
             UnsafeURL: the gateway answered with a result URL on another origin.
         """

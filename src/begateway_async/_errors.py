@@ -55,6 +55,7 @@ __all__ = [
     "Rejected",
     "RequestRejected",
     "SubmitIndeterminate",
+    "SubmitRejected",
     "TransactionNotFound",
     "TransportError",
     "UnsafeURL",
@@ -186,7 +187,7 @@ class _BodyError(GatewayError):
 class Rejected(GatewayError):  # noqa: N818
     """The gateway refused the request itself, and created or charged nothing: fix it, send anew.
 
-    The base of `RequestRejected` (refused before any task existed: the
+    The base of `SubmitRejected` (refused before any task existed: the
     credentials, a duplicate, a body it could not take) and `JobRejected`
     (refused inside the task: in the async mode the gateway acknowledges
     first and validates after, so an expired card or a missing field comes
@@ -200,12 +201,14 @@ class Rejected(GatewayError):  # noqa: N818
     errors: object
 
 
-class RequestRejected(_BodyError, Rejected):  # noqa: N818
-    """The gateway refused a submit (validation, duplicate, credentials, ...).
+class RequestRejected(_BodyError):  # noqa: N818
+    """The gateway refused a request (validation, duplicate, credentials, ...).
 
-    Raised by `Gateway.submit` when the answer says no task was created, and
-    for a job when a poll is refused for our credentials (HTTP 401/403): the
-    task may still exist and can be resumed with the right credentials.
+    `Gateway.submit` raises its subclass `SubmitRejected` (no task was
+    created). A job ends with a plain `RequestRejected` when a poll is
+    refused for our credentials (HTTP 401/403): the task may still exist,
+    and be charged, and can be resumed with the right credentials; so it is
+    not a `Rejected`.
 
     Attributes:
         status_code: the HTTP status of the answer.
@@ -222,6 +225,14 @@ class RequestRejected(_BodyError, Rejected):  # noqa: N818
         self.tracking_id = tracking_id
         if status_code == 404 and url:  # noqa: PLR2004 - most often a wrong base URL
             self.args = (f"{self.args[0]}; nothing at {url}: is the gateway's base URL right?",)
+
+
+class SubmitRejected(RequestRejected, Rejected):
+    """The gateway refused a submit: no task was created, nothing was charged.
+
+    A duplicate (E.1018: the same operation, amount and card within 30 s) is
+    refused too: nothing new was made, but the earlier request stands.
+    """
 
 
 class SubmitIndeterminate(GatewayError):  # noqa: N818
@@ -351,7 +362,8 @@ class JobRejected(JobFailed, Rejected):
     """The task's error refuses the request's content (HTTP 422, or a 4xx with per-field errors).
 
     In the async mode this is how validation fails: an expired card, an
-    amount that is not an integer, a missing field. No transaction was made;
+    amount that is not an integer, a missing field; a duplicate (E.1018) too,
+    whose earlier request stands. No transaction was made by this one;
     ``errors`` names the fields (e.g. ``{"credit_card": {"exp_year": [...]}}``).
     It is a `JobFailed` too, so code that catches that goes on working.
     """

@@ -31,7 +31,7 @@ class CreditCard:
     """Card data: a full card, or a ``token`` from an earlier transaction.
 
     The card number is shown masked in ``repr`` (last four digits), the
-    verification value and the token never.
+    expiry, the verification value and the token never.
 
     Attributes:
         number: the PAN, digits only.
@@ -84,7 +84,7 @@ class CreditCard:
 
     def __repr__(self) -> str:
         shown = [f"number='****{self.number[-4:]}'" if self.number else None]
-        shown += [f"exp={self.exp_month:02d}/{self.exp_year}" if self.exp_month else None]
+        shown += ["exp=<set>" if self.exp_month else None]  # the expiry is card data too
         shown += ["token=<hidden>" if self.token else None]
         shown += ["holder=<set>" if self.holder else None]
         return f"CreditCard({', '.join(s for s in shown if s)})"

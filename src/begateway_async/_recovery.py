@@ -27,7 +27,7 @@ from ._errors import (
     JobAbandoned,
     JobLost,
     MalformedResponse,
-    RequestRejected,
+    SubmitRejected,
 )
 from ._http import describe
 from ._jobs import Job, read_token
@@ -172,7 +172,7 @@ class Recovery:
         if outcome is None or outcome.body is None:
             return None
         if outcome.kind == "rejected":
-            refused = RequestRejected(
+            refused = SubmitRejected(
                 status_code=outcome.status_code or 0,
                 body=outcome.body.decode("utf-8", "replace"),
                 tracking_id=entry.tracking_id,

@@ -94,7 +94,7 @@ class SQLiteJournal:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._connection: sqlite3.Connection | None = None
-        self._finalizer = weakref.finalize(self, lambda: None)
+        self._finalizer: weakref.finalize[Any, Any] = weakref.finalize(self, lambda: None)
         self._open_batch: _Batch | None = None
         self._flushing = False
 
@@ -110,16 +110,20 @@ class SQLiteJournal:
             connection = sqlite3.connect(
                 self.path, check_same_thread=False, isolation_level=None, timeout=30.0
             )
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=FULL")
-            # An erased body (sealed anyway) is overwritten, not left in a free page.
-            connection.execute("PRAGMA secure_delete=ON")
-            connection.executescript(_SCHEMA)
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=FULL")
+                # An erased body (sealed anyway) is overwritten, not left in a free page.
+                connection.execute("PRAGMA secure_delete=ON")
+                connection.executescript(_SCHEMA)
+            except BaseException:
+                connection.close()  # a locked file, or not a database: nothing left open
+                raise
             self._connection = connection
             # Read again after its Gateway closed it, a journal opens its connection
             # again; it is closed by `aclose`, or when the journal is dropped (never
             # left to the garbage collector, which warns on Python 3.13).
-            self._finalizer = weakref.finalize(self, connection.close)
+            self._finalizer = weakref.finalize(self, _close, self._lock, connection)
         return self._connection
 
     def _commit(self, writes: list[_Write]) -> None:
@@ -267,6 +271,12 @@ class SQLiteJournal:
                     connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
                 finally:
                     connection.close()
+
+
+def _close(lock: threading.Lock, connection: sqlite3.Connection) -> None:
+    """Close ``connection`` once no worker thread uses it (a dropped journal's finalizer)."""
+    with lock:
+        connection.close()
 
 
 def _entry(row: tuple[Any, ...]) -> JournalEntry:

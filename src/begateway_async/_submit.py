@@ -27,8 +27,8 @@ from ._errors import (
     GatewayError,
     GatewayStateError,
     InvalidRequest,
-    RequestRejected,
     SubmitIndeterminate,
+    SubmitRejected,
     TransportError,
     UnsafeURL,
 )
@@ -299,7 +299,7 @@ class Submitter:
             the result when the gateway answered at once.
 
         Raises:
-            RequestRejected: the gateway refused the submit; no task exists.
+            SubmitRejected: the gateway refused the submit; no task exists.
             SubmitIndeterminate: no attempt told whether a task exists (on a
                 shared journal, the entry is handed back: a worker re-sends it).
             TransportError: no attempt left this machine; no task exists.
@@ -347,7 +347,7 @@ class Submitter:
             raise error
         if not internal:
             await self._end(entry, JournalOutcome("rejected", answer.status_code, answer.content))
-        raise RequestRejected(
+        raise SubmitRejected(
             status_code=answer.status_code,
             body=answer.text,
             tracking_id=entry.tracking_id,
@@ -413,7 +413,7 @@ class Submitter:
                 await self._end(
                     entry, JournalOutcome("rejected", outcome.status_code, answer.content)
                 )
-            raise RequestRejected(
+            raise SubmitRejected(
                 status_code=outcome.status_code,
                 body=outcome.body,
                 tracking_id=entry.tracking_id,

@@ -160,7 +160,7 @@ def test_retry_rejected_sends_refused_lines_again_without_force(tmp_path, monkey
         point_at(monkeypatch, url)
         assert main(["run", str(source), "--out", str(out), *journal]) == 1
         first = results(out)
-        assert (first[2]["error"], first[2]["status_code"]) == ("RequestRejected", 422)
+        assert (first[2]["error"], first[2]["status_code"]) == ("SubmitRejected", 422)
         assert main(["run", str(source), "--out", str(out), *journal]) == 1  # nothing sent
         assert results(out) == first
         assert main(["run", str(source), "--out", str(out), "--retry-rejected", *journal]) == 0

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from begateway_async.testing import DEMO_SHOPS, spawn
 
@@ -47,7 +48,18 @@ def test_ctrl_c_in_the_demo_is_one_line_and_exit_130():
     assert err.strip().splitlines()[-1] == "begateway-async demo: interrupted"
 
 
-def test_ctrl_c_in_a_batch_run_says_how_to_resume(tmp_path: Path):
+@pytest.mark.parametrize(
+    ("options", "after"),
+    [
+        ([], "what was sent is in the journal: the same command resumes it"),
+        (
+            ["--backend", "trio", "--no-journal"],  # Trio wraps Ctrl-C in an exception group
+            "without a journal, lines under way may have been sent: check them before a rerun",
+        ),
+    ],
+    ids=["asyncio-journal", "trio-no-journal"],
+)
+def test_ctrl_c_in_a_batch_run_says_how_to_resume(tmp_path: Path, options, after):
     line = {
         "operation": "payment",
         "amount": 100,
@@ -63,7 +75,7 @@ def test_ctrl_c_in_a_batch_run_says_how_to_resume(tmp_path: Path):
         env = {**os.environ, "BEGATEWAY_URL": url, "BEGATEWAY_SHOP_ID": "361"}
         env["BEGATEWAY_SECRET_KEY"] = DEMO_SHOPS["361"]
         process = subprocess.Popen(  # noqa: S603
-            [*COMMAND, "run", str(source), "--out", str(tmp_path / "out.jsonl")],
+            [*COMMAND, "run", str(source), "--out", str(tmp_path / "out.jsonl"), *options],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
             start_new_session=True,
         )  # fmt: skip
@@ -71,10 +83,7 @@ def test_ctrl_c_in_a_batch_run_says_how_to_resume(tmp_path: Path):
         status, err = _interrupt(process)
     assert status == 130
     assert "Traceback" not in err
-    assert err.strip().splitlines()[-1] == (
-        "begateway-async run: interrupted; what was sent is in the journal: "
-        "the same command resumes it"
-    )
+    assert err.strip().splitlines()[-1] == f"begateway-async run: interrupted; {after}"
 
 
 def test_a_missing_extra_is_one_line_naming_the_install():
@@ -94,9 +103,13 @@ def test_a_missing_extra_is_one_line_naming_the_install():
     )
 
 
-def test_a_usage_error_exits_2():
+@pytest.mark.parametrize(
+    "arguments", [["run"], ["run", "in.jsonl", "--out", "o", "--timeout", "-1"]]
+)
+def test_a_usage_error_exits_2(arguments):
+    """A missing argument, or a timeout that is not seconds (checked before anything is sent)."""
     done = subprocess.run(  # noqa: S603
-        [*COMMAND, "run"], capture_output=True, text=True, timeout=60, check=False
+        [*COMMAND, *arguments], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 2
     assert "Traceback" not in done.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import sys
 from collections.abc import Sequence
 
@@ -41,6 +42,17 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seconds(text: str) -> float:
+    """A number of seconds, 0 or more (checked before anything is sent)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be seconds, 0 or more, not {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="begateway-async",
@@ -70,7 +82,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a file holding the secret key (or BEGATEWAY_SECRET_KEY); never echoed",
     )
     run.add_argument("--concurrency", type=int, default=100, help="jobs in flight (default 100)")
-    run.add_argument("--timeout", type=float, default=None, help="seconds to wait for each job")
+    run.add_argument("--timeout", type=_seconds, default=None, help="seconds to wait for each job")
     run.add_argument("--force", action="store_true", help="start afresh: overwrite the output")
     run.add_argument(
         "--journal",
@@ -137,9 +149,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except KeyboardInterrupt:
-        after = _INTERRUPTED.get(args.command, "")
-        print(f"begateway-async {args.command}: interrupted{after}", file=sys.stderr)  # noqa: T201
-        return 130
+        return _interrupted(args)
+    except BaseExceptionGroup as group:  # Trio's run wraps Ctrl-C in a group
+        if group.split(KeyboardInterrupt)[1] is not None:
+            raise
+        return _interrupted(args)
     except ModuleNotFoundError as exc:
         if exc.name not in _EXTRAS:
             raise
@@ -152,12 +166,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-#: What an interrupted command leaves behind, said after "interrupted".
-_INTERRUPTED = {
-    "run": "; what was sent is in the journal: the same command resumes it",
-}
+def _interrupted(args: argparse.Namespace) -> int:
+    """Say what an interrupted command leaves behind; exit status 130."""
+    after = ""
+    if args.command == "run":
+        after = (
+            "; without a journal, lines under way may have been sent: check them before a rerun"
+            if args.no_journal
+            else "; what was sent is in the journal: the same command resumes it"
+        )
+    print(f"begateway-async {args.command}: interrupted{after}", file=sys.stderr)  # noqa: T201
+    return 130
+
+
 #: The extra that brings each optional module the commands import.
-_EXTRAS = {"uvicorn": "simulator", "aiohttp": "aiohttp", "psycopg": "postgres"}
+_EXTRAS = {
+    "uvicorn": "simulator",
+    "aiohttp": "aiohttp",
+    "psycopg": "postgres",
+    "psycopg_pool": "postgres",
+}
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -131,7 +131,7 @@ def records(content: bytes) -> Iterator[dict[str, Any]]:
 
 
 def drop_refused(path: Path, retryable: Callable[[int | None], bool]) -> set[int]:
-    """Take the lines the gateway refused (`RequestRejected`, ``retryable``) out of ``path``.
+    """Take the lines the gateway refused (`SubmitRejected`, ``retryable``) out of ``path``.
 
     Returns the lines taken out.
 
@@ -145,7 +145,8 @@ def drop_refused(path: Path, retryable: Callable[[int | None], bool]) -> set[int
     dropped: set[int] = set()
     for line in content.splitlines(keepends=True):
         found = list(records(line))
-        refused = found and found[0].get("error") == "RequestRejected"
+        # SubmitRejected; RequestRejected in the outputs of earlier versions.
+        refused = found and found[0].get("error") in ("SubmitRejected", "RequestRejected")
         if refused and retryable(found[0].get("status_code")):
             dropped.add(found[0]["line"])
         else:

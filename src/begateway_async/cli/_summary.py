@@ -11,7 +11,7 @@ from ._runfiles import records
 __all__ = ["kind_of", "summary"]
 
 #: The errors that mean the gateway refused what the line asked (nothing was made).
-_REFUSALS = frozenset({"RequestRejected", "JobRejected", "InvalidRequest"})
+_REFUSALS = frozenset({"SubmitRejected", "RequestRejected", "JobRejected", "InvalidRequest"})
 #: The order the kinds are shown in.
 _KINDS = ("successful", "declined", "rejected", "failed", "other")
 
