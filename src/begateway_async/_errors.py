@@ -35,8 +35,9 @@ reconciles with.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
+
+from ._envelopes import error_code, error_details, error_message
 
 __all__ = [
     "FollowUpTimeout",
@@ -128,58 +129,15 @@ class UnsafeURL(GatewayError):  # noqa: N818
         self.tracking_id = tracking_id
 
 
-def _error_message(body: object) -> str | None:
-    """Find the human message in any of the gateway's error envelopes."""
-    if not isinstance(body, Mapping):
-        return None
-    message = body.get("message")
-    if isinstance(message, str) and message:
-        return message
-    inner = body.get("response")
-    if isinstance(inner, Mapping):
-        message = inner.get("message")
-        if isinstance(message, str) and message:
-            return message
-    friendly = body.get("friendly_message")
-    if isinstance(friendly, str) and friendly:
-        return friendly
-    return None
-
-
-def _error_details(body: object) -> object:
-    """Find the per-field ``errors`` object in any of the gateway's envelopes."""
-    if not isinstance(body, Mapping):
-        return None
-    if "errors" in body:
-        return body["errors"]
-    inner = body.get("response")
-    if isinstance(inner, Mapping):
-        return inner.get("errors")
-    return None
-
-
-def _error_code(body: object) -> object:
-    """The code of any of the gateway's error envelopes (v3 ``code``, ``error_code``, nested)."""
-    if not isinstance(body, Mapping):
-        return None
-    for candidate in (body, body.get("response")):
-        if isinstance(candidate, Mapping):
-            for key in ("code", "error_code"):
-                value = candidate.get(key)
-                if value is not None:
-                    return value
-    return None
-
-
 class _BodyError(GatewayError):
     """An error that carries a gateway answer: status code and whole body."""
 
     def __init__(self, summary: str, *, status_code: int, body: Any) -> None:
         self.status_code = status_code
         self.body = body
-        self.message = _error_message(body)
-        self.errors = _error_details(body)
-        self.code = _error_code(body)
+        self.message = error_message(body)
+        self.errors = error_details(body)
+        self.code = error_code(body)
         detail = f": {self.message}" if self.message else ""
         super().__init__(f"{summary} (HTTP {status_code}){detail}")
 
@@ -388,7 +346,7 @@ def job_failure(
     kind = JobFailed
     if status_code == 404 and operation == "status_query":  # noqa: PLR2004
         kind = TransactionNotFound
-    elif status_code == 422 or (400 <= status_code < 500 and _error_details(body)):  # noqa: PLR2004
+    elif status_code == 422 or (400 <= status_code < 500 and error_details(body)):  # noqa: PLR2004
         kind = JobRejected
     return kind(status_code=status_code, body=body, request_id=request_id, tracking_id=tracking_id)
 
