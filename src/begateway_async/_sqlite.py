@@ -94,7 +94,7 @@ class SQLiteJournal:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._connection: sqlite3.Connection | None = None
-        self._finalizer: weakref.finalize[Any, Any] = weakref.finalize(self, lambda: None)
+        self._finalizer: weakref.finalize[Any, Any] | None = None
         self._open_batch: _Batch | None = None
         self._flushing = False
 
@@ -264,7 +264,8 @@ class SQLiteJournal:
         with self._lock:
             connection, self._connection = self._connection, None
             if connection is not None:
-                self._finalizer.detach()
+                if self._finalizer is not None:
+                    self._finalizer.detach()
                 try:
                     # Fold the write-ahead log into the file and empty it: no older
                     # version of an erased row stays behind in the -wal file.

@@ -345,14 +345,7 @@ class Submitter:
             if not internal:
                 await self._end(entry, JournalOutcome("not_sent", message=str(error)))
             raise error
-        if not internal:
-            await self._end(entry, JournalOutcome("rejected", answer.status_code, answer.content))
-        raise SubmitRejected(
-            status_code=answer.status_code,
-            body=answer.text,
-            tracking_id=entry.tracking_id,
-            url=self.base_url + entry.path,
-        )
+        raise await self._refused(entry, answer, answer.status_code, answer.text, internal=internal)
 
     async def _attempt(
         self,
@@ -409,17 +402,23 @@ class Submitter:
                 await self._end(entry, JournalOutcome("result", answer.status_code, answer.content))
             return outcome
         if isinstance(outcome, p.Rejected):
-            if not internal:
-                await self._end(
-                    entry, JournalOutcome("rejected", outcome.status_code, answer.content)
-                )
-            raise SubmitRejected(
-                status_code=outcome.status_code,
-                body=outcome.body,
-                tracking_id=entry.tracking_id,
-                url=self.base_url + entry.path,
+            raise await self._refused(
+                entry, answer, outcome.status_code, outcome.body, internal=internal
             )
         raise AssertionError(outcome)  # pragma: no cover - Resend is handled by the caller
+
+    async def _refused(
+        self, entry: JournalEntry, answer: Answer, status_code: int, body: Any, *, internal: bool
+    ) -> SubmitRejected:
+        """Journal a refused submit's end (no task exists); the `SubmitRejected` to raise."""
+        if not internal:
+            await self._end(entry, JournalOutcome("rejected", status_code, answer.content))
+        return SubmitRejected(
+            status_code=status_code,
+            body=body,
+            tracking_id=entry.tracking_id,
+            url=self.base_url + entry.path,
+        )
 
     async def _acknowledged(self, entry: JournalEntry, ack: p.Ack) -> None:
         """Journal an acknowledgement; a journal that fails then does not stop the job.

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any, Final
 
 __all__ = [
+    "SUBMIT_REFUSALS",
     "UsageError",
     "answered",
     "check_paths",
@@ -34,6 +35,10 @@ __all__ = [
     "tag",
     "untag",
 ]
+
+#: The error names of a line whose submit the gateway refused (nothing was created):
+#: SubmitRejected, and RequestRejected in the outputs of earlier versions.
+SUBMIT_REFUSALS = frozenset({"SubmitRejected", "RequestRejected"})
 
 STDIN: Final = "stdin"
 
@@ -145,8 +150,7 @@ def drop_refused(path: Path, retryable: Callable[[int | None], bool]) -> set[int
     dropped: set[int] = set()
     for line in content.splitlines(keepends=True):
         found = list(records(line))
-        # SubmitRejected; RequestRejected in the outputs of earlier versions.
-        refused = found and found[0].get("error") in ("SubmitRejected", "RequestRejected")
+        refused = found and found[0].get("error") in SUBMIT_REFUSALS
         if refused and retryable(found[0].get("status_code")):
             dropped.add(found[0]["line"])
         else:

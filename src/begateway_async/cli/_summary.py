@@ -6,12 +6,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ._runfiles import records
+from ._runfiles import SUBMIT_REFUSALS, records
 
 __all__ = ["kind_of", "summary"]
 
 #: The errors that mean the gateway refused what the line asked (nothing was made).
-_REFUSALS = frozenset({"SubmitRejected", "RequestRejected", "JobRejected", "InvalidRequest"})
+_REFUSALS = SUBMIT_REFUSALS | {"JobRejected", "InvalidRequest"}
 #: The order the kinds are shown in.
 _KINDS = ("successful", "declined", "rejected", "failed", "other")
 

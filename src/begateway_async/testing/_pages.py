@@ -121,9 +121,9 @@ def _home(simulator: Paged) -> bytes:
 
 
 def _acs(record: Any) -> bytes:
-    amount = f"{record.amount / 100:.2f} {html.escape(record.currency)}"
     if record.status != "incomplete":
         return _result(record)
+    amount = f"{record.amount / 100:.2f} {html.escape(record.currency)}"
     return _document(
         "3-D Secure",
         f"<p>Confirm the payment of <strong id=amount>{amount}</strong>"
