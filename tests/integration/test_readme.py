@@ -1,54 +1,41 @@
-"""The README's samples, run as a reader would run them against the simulator."""
+"""The README's scripts, saved as they are and run as a reader would, against the simulator."""
 
 from __future__ import annotations
 
 import json
-import os
-import re
 import runpy
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import anyio
 import httpx
 import pytest
+from readme_helpers import QUICK, block_after, parent_and_token, run_script, shop_env
 from webhook_helpers import loopback_socket, serving
 
-import begateway_async as bga
-from begateway_async.testing import DEMO_SHOPS, spawn
-
-README = Path(__file__).resolve().parents[2] / "README.md"
+from begateway_async.testing import spawn
 
 
-def _block_after(marker: str, fence: str) -> str:
-    """The first ``fence`` code block after the text ``marker``."""
-    text = README.read_text()
-    found = re.search(re.escape(marker) + r".*?```" + fence + r"\n(.*?)```", text, re.DOTALL)
-    assert found is not None, f"no {fence} block after {marker!r}"
-    return found.group(1)
-
-
-async def _parent_and_token(url: str, amount: int = 5000) -> tuple[str, str]:
-    """A successful payment to refund, and a card token to pay with (what the reader fills in)."""
-    async with bga.Gateway(url, 361, DEMO_SHOPS["361"], http="httpx") as gw:
-        card = bga.CreditCard(number="4200000000000000", exp_month=1, exp_year=2030)
-        paid = await gw.payment(
-            bga.Payment(amount=amount, currency="EUR", description="to refund", credit_card=card)
-        )
-        tokenized = await gw.tokenization(
-            bga.Tokenization(amount=amount, currency="EUR", description="token", credit_card=card)
-        )
-    assert tokenized.card is not None
-    assert tokenized.card.token is not None
-    return paid.uid, tokenized.card.token
+def test_the_intro_pays_one_payment(tmp_path: Path):
+    """`pay.py`, the first sample, prints the payment's status and uid."""
+    script = tmp_path / "pay.py"
+    script.write_text(block_after("keeps the result for you to fetch"))
+    with spawn(QUICK) as url:
+        done = run_script(script, env=shop_env(url))
+    assert done.returncode == 0, done.stderr
+    status, uid = done.stdout.split()
+    assert status == "successful"
+    assert len(uid) > 8
 
 
 def test_the_batch_runner_sample_runs_as_shown(tmp_path: Path):
     """The JSONL lines of the README, their placeholders filled in, each give a transaction."""
-    sample = _block_after("is the batch runner", "json")
-    with spawn(["--median", "0.05", "--p99", "0.2"]) as url:
-        parent, token = anyio.run(_parent_and_token, url)
+    sample = block_after("is the batch runner", "json")
+    with spawn(QUICK) as url:
+        parent, token = anyio.run(parent_and_token, url)
         filled = sample.replace('"dd6ee60c-…"', json.dumps(parent)).replace(
             '"…"', json.dumps(token)
         )
@@ -56,11 +43,9 @@ def test_the_batch_runner_sample_runs_as_shown(tmp_path: Path):
         source = tmp_path / "jobs.jsonl"
         source.write_text(filled)
         out = tmp_path / "results.jsonl"
-        env = {**os.environ, "BEGATEWAY_URL": url, "BEGATEWAY_SHOP_ID": "361"}
-        env["BEGATEWAY_SECRET_KEY"] = DEMO_SHOPS["361"]
         done = subprocess.run(  # noqa: S603
             [sys.executable, "-m", "begateway_async", "run", str(source), "--out", str(out)],
-            capture_output=True, text=True, env=env, timeout=120, check=False,
+            capture_output=True, text=True, env=shop_env(url), timeout=120, check=False,
         )  # fmt: skip
     assert done.returncode == 0, done.stderr
     answers = sorted((json.loads(line) for line in out.read_text().splitlines()), key=str)
@@ -72,18 +57,13 @@ def test_the_batch_runner_sample_runs_as_shown(tmp_path: Path):
 def test_the_script_quickstart_refunds_each_row_of_its_csv(tmp_path: Path):
     """The README's `refund_all.py`, saved as it is, run with a CSV of two payments to refund."""
     script = tmp_path / "refund_all.py"
-    script.write_text(_block_after("## Quickstart: a script submitting many", "python"))
-    with spawn(["--median", "0.05", "--p99", "0.2"]) as url:
-        first, _ = anyio.run(_parent_and_token, url, 5001)  # not a duplicate of each other
-        second, _ = anyio.run(_parent_and_token, url, 5002)
+    script.write_text(block_after("## Quickstart: a script submitting many"))
+    with spawn(QUICK) as url:
+        first, _ = anyio.run(parent_and_token, url, 5001)  # not a duplicate of each other
+        second, _ = anyio.run(parent_and_token, url, 5002)
         rows = tmp_path / "refunds.csv"
         rows.write_text(f"{first},1000\n{second},2000\n")
-        env = {**os.environ, "BEGATEWAY_URL": url, "BEGATEWAY_SHOP_ID": "361"}
-        env["BEGATEWAY_SECRET_KEY"] = DEMO_SHOPS["361"]
-        done = subprocess.run(  # noqa: S603
-            [sys.executable, str(script), str(rows)],
-            capture_output=True, text=True, env=env, timeout=120, check=False,
-        )  # fmt: skip
+        done = run_script(script, str(rows), env=shop_env(url))
     assert done.returncode == 0, done.stderr
     assert sorted(done.stdout.splitlines()) == sorted(
         [f"{first} successful", f"{second} successful"]
@@ -92,12 +72,11 @@ def test_the_script_quickstart_refunds_each_row_of_its_csv(tmp_path: Path):
 
 def test_the_web_quickstart_pays_an_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """The README's `app.py`, saved as it is, served, and asked to pay one order by token."""
-    source = _block_after("## Quickstart: a web app awaiting one payment", "python")
-    with spawn(["--median", "0.05", "--p99", "0.2"]) as url:
-        _, token = anyio.run(_parent_and_token, url, 6001)
-        monkeypatch.setenv("BEGATEWAY_URL", url)
-        monkeypatch.setenv("BEGATEWAY_SHOP_ID", "361")
-        monkeypatch.setenv("BEGATEWAY_SECRET_KEY", DEMO_SHOPS["361"])
+    source = block_after("## Quickstart: a web app awaiting one payment")
+    with spawn(QUICK) as url:
+        _, token = anyio.run(parent_and_token, url, 6001)
+        for name, value in shop_env(url).items():
+            monkeypatch.setenv(name, value)
         app = tmp_path / "app.py"
         app.write_text(source)
         namespace = runpy.run_path(str(app))  # as `uvicorn app:app` imports it
@@ -116,3 +95,47 @@ def test_the_web_quickstart_pays_an_order(tmp_path: Path, monkeypatch: pytest.Mo
         answer = anyio.run(order)
     assert answer["state"] == "successful"
     assert isinstance(answer["uid"], str)
+
+
+def test_the_journal_sample_finishes_a_killed_runs_payment(tmp_path: Path):
+    """`checkout.py` killed after its submit: the next run awaits that payment, then its own."""
+    script = tmp_path / "checkout.py"
+    script.write_text(block_after("## Surviving a crash"))
+    with spawn(["--median", "2", "--p99", "3"]) as url:  # the bank is slower than the kill
+        env = shop_env(url)
+        first = subprocess.Popen(  # noqa: S603
+            [sys.executable, str(script), "1042", "1999"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path,
+        )  # fmt: skip
+        watchdog = threading.Timer(60, first.kill)  # the read below never waits for ever
+        watchdog.start()
+        try:
+            assert first.stdout is not None
+            assert first.stdout.readline() == "order-1042 submitted\n"
+            first.send_signal(signal.SIGKILL)  # no cleanup: the journal is all that is left
+            first.wait()
+        finally:
+            watchdog.cancel()
+        assert first.stderr is not None
+        first.stderr.close()
+        first.stdout.close()
+        assert (tmp_path / "payments.db").stat().st_mode & 0o777 == 0o600
+        done = run_script(script, "1043", "2999", env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "order-1042 resumed: successful",
+        "order-1043 submitted",
+        "order-1043 successful",
+    ]
+
+
+def test_the_testing_sample_is_a_passing_test(tmp_path: Path):
+    """`test_checkout.py`, saved as it is, passes under pytest (on virtual time)."""
+    (tmp_path / "test_checkout.py").write_text(block_after("endpoint and per job, readable as"))
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+         "test_checkout.py"],
+        capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr  # 0: it ran (5 would be none)
+    assert " passed" in done.stdout  # once per anyio backend installed
