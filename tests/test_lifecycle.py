@@ -115,6 +115,62 @@ async def test_open_and_aclose_work_without_async_with(router, clock):
         await gateway.open()
 
 
+async def test_open_under_a_deadline_is_refused_before_anything_starts(router, clock):
+    """`open()` in `fail_after` would tie the Gateway's loops to that scope: a clear refusal."""
+    gateway = bga.Gateway(
+        BASE, SHOP_ID, SECRET, clock=clock, transport=httpx.MockTransport(router.async_handler)
+    )
+    with anyio.fail_after(60), pytest.raises(bga.GatewayStateError, match="under a deadline"):
+        await gateway.open()
+    assert not gateway.is_open
+    with anyio.fail_after(60):  # `async with` nests properly inside one
+        async with gateway:
+            assert gateway.is_open
+
+
+async def test_a_second_close_waits_for_the_one_under_way(router, clock):
+    """Another task's `aclose` while the opener's drains waits for it; both see it closed."""
+    router.post("/async/transactions/payments").respond(200, json=ack())
+    router.get(f"{BASE}/async/result/r1").respond(200, json=transaction())
+    gateway = bga.Gateway(
+        BASE, SHOP_ID, SECRET, clock=clock, transport=httpx.MockTransport(router.async_handler)
+    )
+    closed: list[bool] = []
+
+    async def close() -> None:
+        await gateway.aclose()
+        closed.append(gateway.is_open)
+
+    async with clock.autojump(), anyio.create_task_group() as tg:
+        await gateway.open()
+        job = await gateway.submit(payment())
+        tg.start_soon(close)  # runs once this task waits in its own close
+        await close()
+    assert closed == [False, False]  # each returned only once the Gateway was closed
+    assert (await job).status == "successful"  # drained before it closed
+
+
+async def test_only_the_opener_starts_the_close(router, clock):
+    """Its loops run in the opener's task group: another task's first `aclose` is refused."""
+    gateway = bga.Gateway(
+        BASE, SHOP_ID, SECRET, clock=clock, transport=httpx.MockTransport(router.async_handler)
+    )
+    refused: list[str] = []
+
+    async def close() -> None:
+        with pytest.raises(bga.GatewayStateError, match="task that opened it") as caught:
+            await gateway.aclose()
+        refused.append(str(caught.value))
+
+    await gateway.open()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(close)
+    assert refused
+    assert gateway.is_open  # still open, and closes from its own task
+    await gateway.aclose()
+    assert not gateway.is_open
+
+
 async def test_as_completed_stopped_early_leaves_nothing_to_collect(open_gateway, router, clock):
     """A loop that stops early leaves only a callback on the jobs left, gone when they end."""
     router.post("/async/transactions/payments").mock(

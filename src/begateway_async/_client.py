@@ -11,20 +11,18 @@ import os
 import random
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Self, TypeVar
 
-import anyio
-import anyio.abc
 import httpx
 
 from ._clock import SchedulingClock, Timebase
 from ._config import Limits, PollPolicy, Timeouts, check_arguments, validate_base_url
-from ._errors import GatewayStateError
 from ._follow import FOLLOW_POLICY, Follower
 from ._http import HttpCore, gateway_headers
 from ._jobs import AsCompleted, Job
 from ._journal import Journal
 from ._journals import open_journal
+from ._lifecycle import Lifecycle
 from ._models import Transaction
 from ._notify import Notifier
 from ._operations import Operations
@@ -134,8 +132,6 @@ class Gateway(Operations):
         self.webhooks = WebhookVerifier(self.shop_id, secret_key, public_key=webhook_key)
         self._owns_journal = not isinstance(journal, Journal) and journal is not None
         self._transport = transport
-        self._state: Literal["new", "open", "closed"] = "new"
-        self._tg: anyio.abc.TaskGroup | None = None
         self._on_take_over = on_take_over
         self._wire(secret_key, random.Random() if rng is None else rng, Timebase(clock))  # noqa: S311 - jitter
 
@@ -168,6 +164,10 @@ class Gateway(Operations):
             if isinstance(self.journal, SharedJournal) else None
         )  # fmt: skip
         self._follower = Follower(self._tracker, timebase, rng)
+        self._life = Lifecycle(
+            timebase=timebase, http=self._http, tracker=self._tracker, sharing=self._sharing,
+            journal=self.journal, owns_journal=self._owns_journal,
+        )  # fmt: skip
         self._notifier = Notifier(
             tracker=self._tracker, submitter=self._submitter, journal=self.journal,
             sealer=self._sealer, verifier=self.webhooks, follower=self._follower,
@@ -176,35 +176,12 @@ class Gateway(Operations):
 
     def __repr__(self) -> str:
         pending = len(self._tracker.registry)
-        return f"<Gateway {self.base_url} shop_id={self.shop_id!r} {self._state} {pending=}>"
+        return f"<Gateway {self.base_url} shop_id={self.shop_id!r} {self._life.state} {pending=}>"
 
     # --- lifecycle -----------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        if self._state != "new":
-            raise GatewayStateError(
-                "this Gateway is already open"
-                if self._state == "open"
-                else "this Gateway was closed: a Gateway opens once; make a new one",
-                state=self._state,
-            )
-        if self._sharing is not None:
-            try:
-                await self._sharing.join()  # a journal it cannot reach: nothing opened yet
-            except BaseException:
-                if self._owns_journal:
-                    with anyio.CancelScope(shield=True):
-                        await self.journal.aclose()
-                raise
-        self._timebase.bind()
-        self._http.open()
-        tg = anyio.create_task_group()
-        await tg.__aenter__()
-        self._tg = tg
-        tg.start_soon(self._tracker.run)
-        if self._sharing is not None:
-            tg.start_soon(self._sharing.run)
-        self._state = "open"
+        await self._life.open()
         return self
 
     async def __aexit__(
@@ -213,53 +190,33 @@ class Gateway(Operations):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        assert self._tg is not None  # noqa: S101 - entered before exit
-        try:
-            if exc is None and self.drain:
-                await self._tracker.registry.drained()
-        finally:
-            self._state = "closed"
-            self._tg.cancel_scope.cancel()
-            try:
-                # The group holds only the library's loops (polls, heartbeat, wake-ups):
-                # the caller's own exception, if any, propagates as it is, not wrapped.
-                await self._tg.__aexit__(None, None, None)
-            finally:
-                self._tg = None
-                self._tracker.close()
-                with anyio.CancelScope(shield=True):
-                    await self._http.aclose()
-                    if self._sharing is not None:
-                        await self._sharing.leave()
-                    if self._owns_journal:
-                        await self.journal.aclose()
+        await self._life.close(drain=self.drain, failed=exc is not None)
         return None
 
     async def open(self) -> Self:
-        """Open without ``async with``, e.g. in an app's startup; `aclose` it from the same task."""
-        return await self.__aenter__()
+        """Open without ``async with``, e.g. in an app's startup; `aclose` it from the same task.
+
+        Not under a deadline (``anyio.fail_after``) that ends before `aclose`:
+        the Gateway's loops run in a task group of the calling task, so that is
+        refused (`GatewayStateError`); use ``async with`` there.
+        """
+        await self._life.open(explicit=True)
+        return self
 
     async def aclose(self) -> None:
-        """Close as leaving ``async with`` does (waiting for pending jobs when ``drain``)."""
-        if self._tg is not None:  # open: else there is nothing to close
-            await self.__aexit__(None, None, None)
+        """Close as leaving ``async with`` does (waiting for pending jobs when ``drain``).
+
+        Closing again, or while another task closes it, waits for that close.
+        """
+        await self._life.close(drain=self.drain)
 
     def _check_open(self) -> None:
-        if self._state == "open":
-            return
-        if self._state == "new":
-            raise GatewayStateError(
-                "use the Gateway as `async with Gateway(...) as gw:` first", state="new"
-            )
-        raise GatewayStateError(
-            "this Gateway is closed; nothing was sent (a Gateway opens once: make a new one)",
-            state="closed",
-        )
+        self._life.check_open()
 
     @property
     def is_open(self) -> bool:
         """Whether the Gateway is inside ``async with`` (it submits and takes notifications)."""
-        return self._state == "open"
+        return self._life.state == "open"
 
     @property
     def pending(self) -> int:

@@ -153,5 +153,7 @@ def test_a_batch_run_ends_with_a_summary_that_matches_its_output(tmp_path: Path)
     first, again = (run.stderr.strip().splitlines() for run in runs)
     assert first[-1] == expected
     assert f"resuming: 4 lines already answered in {out}" in again
+    assert first[-2] == "4/4 jobs, 3 not successful, " + first[-2].rsplit(", ", 1)[1]  # live
+    assert again[-2] == "4/4 jobs (0 this run), 3 not successful, 0/s"  # the earlier run's
     assert again[-1] == expected
     assert [run.returncode for run in runs] == [1, 1]  # lines failed: the same status both times

@@ -378,15 +378,15 @@ class Options:
     timeout: float | None
     concurrency: int
     journal: str | None = attrs.field(repr=False)  # a DSN may carry a password
-    earlier_failures: bool
+    earlier_failures: int  # lines an earlier run answered as failed
     print_: str
     retry_refused: bool
     lease: float = 30.0
 
 
 async def _main(options: Options, source: IO[bytes], out: IO[str], done: set[int]) -> int:
-    progress = Progress(options.total, "jobs")
-    progress.done += len(done)  # answered by an earlier run
+    progress = Progress(options.total, "jobs", already=len(done), failed=options.earlier_failures,
+                        failed_as="not successful")  # fmt: skip
     journal: Any = options.journal
     if isinstance(journal, str) and journal.startswith(("postgresql://", "postgres://")):
         journal = PostgresJournal(journal, lease=options.lease)
@@ -420,7 +420,7 @@ def run_batch(args: argparse.Namespace) -> int:
     out_path = Path(args.out)
     if resuming and args.retry_rejected:
         drop_refused(out_path, retryable)
-    done, earlier_failures = answered(out_path) if resuming else (set(), False)
+    done, earlier_failures = answered(out_path) if resuming else (set(), 0)
     if resuming:
         print(f"resuming: {len(done)} lines already answered in {out_path}", file=sys.stderr)  # noqa: T201
     options = Options(

@@ -17,14 +17,28 @@ class Progress:
         total: how many items are expected (None when unknown).
         label: what is counted.
         stream: where to write (stderr by default).
+        already: items an earlier run finished: counted, but not in the rate.
+        failed: how many of those failed.
+        failed_as: what the failed count is called on the line.
     """
 
-    def __init__(self, total: int | None, label: str, stream: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        total: int | None,
+        label: str,
+        stream: TextIO | None = None,
+        *,
+        already: int = 0,
+        failed: int = 0,
+        failed_as: str = "failed",
+    ) -> None:
         self.total = total
         self.label = label
         self.stream = stream or sys.stderr
-        self.done = 0
-        self.failed = 0
+        self.already = already
+        self.done = already
+        self.failed = failed
+        self.failed_as = failed_as
         self._tty = self.stream.isatty()
         self._started = time.monotonic()
         self._shown = 0.0
@@ -40,9 +54,11 @@ class Progress:
 
     def _show(self, now: float) -> None:
         elapsed = now - self._started
-        rate = self.done / elapsed if elapsed > 0 else 0.0
+        here = self.done - self.already
+        rate = here / elapsed if elapsed > 0 else 0.0
         of = f"/{self.total}" if self.total else ""
-        text = f"{self.done}{of} {self.label}, {self.failed} failed, {rate:.0f}/s"
+        run = f" ({here} this run)" if self.already else ""
+        text = f"{self.done}{of} {self.label}{run}, {self.failed} {self.failed_as}, {rate:.0f}/s"
         if self._tty and self.total:
             width = 30
             filled = int(width * self.done / self.total)

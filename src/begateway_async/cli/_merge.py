@@ -70,7 +70,7 @@ def run_merge(args: argparse.Namespace) -> int:
         return 2
     options = Options(
         gateway=gateway, shop_id=shop_id, secret=secret, total=count_lines(args.input),
-        timeout=args.timeout, concurrency=1, journal=journal, earlier_failures=False,
+        timeout=args.timeout, concurrency=1, journal=journal, earlier_failures=0,
         print_=fingerprint(args.input), retry_refused=False,
     )  # fmt: skip
     with private_output(Path(args.out), append=False) as out:

@@ -92,14 +92,14 @@ def count_lines(path: str) -> int | None:
         return sum(1 for raw in stream if raw.strip())
 
 
-def answered(path: Path) -> tuple[set[int], bool]:
-    """The input lines an earlier run answered in ``path``, and whether any failed.
+def answered(path: Path) -> tuple[set[int], int]:
+    """The input lines an earlier run answered in ``path``, and how many of them failed.
 
     A last line cut short (the process was killed while writing it) is cut
     off the file: its job is answered again from the journal.
     """
     found: set[int] = set()
-    failed = False
+    failed = 0
     if not path.exists():
         return found, failed
     with path.open("r+b") as stream:
@@ -109,7 +109,7 @@ def answered(path: Path) -> tuple[set[int], bool]:
             stream.truncate(complete)
     for record in records(content[:complete]):
         found.add(record["line"])
-        failed |= record.get("ok") is False
+        failed += record.get("ok") is False
     return found, failed
 
 
