@@ -51,6 +51,7 @@ from ._errors import (
     WebhookSignatureInvalid,
     WebhookUnauthorized,
 )
+from ._events import Ended, Event, Notified, Polled, Submitted, Throttled
 from ._jobs import AsCompleted, Job, JobState
 from ._journal import Journal, MemoryJournal
 from ._models import (
@@ -109,6 +110,8 @@ __all__ = [
     "Customer",
     "DuplicateIntent",
     "EncryptedCreditCard",
+    "Ended",
+    "Event",
     "FollowUpTimeout",
     "Gateway",
     "GatewayError",
@@ -135,9 +138,11 @@ __all__ = [
     "NotResumable",
     "Notification",
     "NotificationMatch",
+    "Notified",
     "Payment",
     "Payout",
     "PollPolicy",
+    "Polled",
     "PostgresJournal",
     "Refund",
     "Rejected",
@@ -149,7 +154,9 @@ __all__ = [
     "StatusQuery",
     "SubmitIndeterminate",
     "SubmitRejected",
+    "Submitted",
     "ThreeDSecure",
+    "Throttled",
     "Timeouts",
     "Tokenization",
     "TrackingIdQuery",

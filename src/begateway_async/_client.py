@@ -17,6 +17,7 @@ import httpx
 
 from ._clock import SchedulingClock, Timebase
 from ._config import Limits, PollPolicy, Timeouts, check_arguments, validate_base_url
+from ._events import EventHook
 from ._follow import FOLLOW_POLICY, Follower
 from ._http import HttpCore, gateway_headers
 from ._jobs import AsCompleted, Job
@@ -25,7 +26,9 @@ from ._journals import open_journal
 from ._lifecycle import Lifecycle
 from ._models import Transaction
 from ._notify import Notifier
+from ._observe import Observer
 from ._operations import Operations
+from ._otel import Telemetry
 from ._records import JournalEntry, JournalNotification
 from ._recovery import Recovery
 from ._requests import Request
@@ -89,6 +92,11 @@ class Gateway(Operations):
         on_take_over: on a shared journal (`PostgresJournal`), called with each
             job this worker takes over from another (a dead or closed worker's
             entry) once it is under way: nobody awaits it otherwise.
+        on_event: called with each `Event` (`Submitted`, `Polled`, `Throttled`,
+            `Notified`, `Ended`), synchronously; what it raises is logged and dropped.
+        tracer_provider, meter_provider: OpenTelemetry providers for the job
+            and request spans and the metrics (the ``otel`` extra); the global
+            ones when None. Nothing is recorded without an SDK.
     """
 
     def __init__(
@@ -111,12 +119,15 @@ class Gateway(Operations):
         webhook_key: str | bytes | None = None,
         webhook_poll: PollPolicy | None = None,
         on_take_over: Callable[[Job[Any]], object] | None = None,
+        on_event: EventHook | None = None,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
     ) -> None:
         self.base_url = validate_base_url(base_url, allow_insecure_http=allow_insecure_http)
         check_arguments(
             shop_id=shop_id, secret_key=secret_key, poll=poll, webhook_poll=webhook_poll,
             timeouts=timeouts, limits=limits, transport=transport, http=http,
-            api_version=api_version, clock=clock,
+            api_version=api_version, clock=clock, on_event=on_event,
         )  # fmt: skip
         self.shop_id = str(shop_id)
         self.poll = poll or PollPolicy()
@@ -133,7 +144,9 @@ class Gateway(Operations):
         self._owns_journal = not isinstance(journal, Journal) and journal is not None
         self._transport = transport
         self._on_take_over = on_take_over
-        self._wire(secret_key, random.Random() if rng is None else rng, Timebase(clock))  # noqa: S311 - jitter
+        timebase = Timebase(clock)
+        self._observer = Observer(timebase, on_event, Telemetry(tracer_provider, meter_provider))
+        self._wire(secret_key, random.Random() if rng is None else rng, timebase)  # noqa: S311 - jitter
 
     def _wire(self, secret_key: str, rng: random.Random, timebase: Timebase) -> None:
         """Build the parts and connect them."""
@@ -144,6 +157,7 @@ class Gateway(Operations):
             lambda: make_engine(engine, limits=limits, timeouts=t, transport=given),
             gateway_headers(self.shop_id, secret_key, self.api_version),
             limits.max_answer_bytes,
+            self._observer,
         )
         self._timebase = timebase
         self._submitter = Submitter(

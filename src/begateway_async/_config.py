@@ -226,6 +226,8 @@ def check_arguments(**given: object) -> None:
         raise InvalidRequest("api_version", f"must be 2, 3 or None, not {given['api_version']!r}")
     if given["clock"] is not None and not callable(given["clock"]):
         raise InvalidRequest("clock", "must return epoch seconds when called")
+    if given["on_event"] is not None and not callable(given["on_event"]):
+        raise InvalidRequest("on_event", "must be callable with one event")
 
 
 def origin_of(url: str) -> tuple[str, str, int]:

@@ -19,7 +19,7 @@ from ._webhooks import Headers, Notification
 
 __all__ = ["Deliverer", "WebhookEndpoint"]
 
-logger = logging.getLogger("begateway_async")
+logger = logging.getLogger("begateway_async.webhooks")
 
 
 class Deliverer(Protocol):

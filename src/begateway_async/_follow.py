@@ -32,7 +32,7 @@ from ._tracker import Tracker
 
 __all__ = ["FOLLOW_POLICY", "Follower"]
 
-logger = logging.getLogger("begateway_async")
+logger = logging.getLogger("begateway_async.jobs")
 
 #: How `Gateway.follow` checks an incomplete transaction when no notification comes:
 #: 5 s, then 1.5 times longer each time, at most a minute apart.

@@ -27,7 +27,9 @@ from typing import Final, Protocol
 
 import httpx
 
+from ._clock import Timebase
 from ._errors import GatewayStateError
+from ._observe import Observer
 from ._version import __version__
 
 __all__ = [
@@ -216,21 +218,29 @@ class HttpCore:
         engine: makes the `Engine` to send through, at `open`.
         headers: sent on every request (``Authorization`` included).
         max_answer_bytes: the most of one answer that is read, and inflated.
+        observer: told of every request (the logs, ``on_event``, OpenTelemetry).
     """
 
-    __slots__ = ("_engine", "_headers", "_limit", "_make", "_names")
+    __slots__ = ("_engine", "_headers", "_limit", "_make", "_names", "_observer")
 
     def __init__(
         self,
         engine: Callable[[], Engine],
         headers: list[tuple[str, str]],
         max_answer_bytes: int = 1 << 20,
+        observer: Observer | None = None,
     ) -> None:
+        self._observer = observer or Observer(Timebase(None))
         self._make = engine
         self._engine: Engine | None = None
         self._headers = headers
         self._names = frozenset(name.lower() for name, _ in headers)
         self._limit = max_answer_bytes
+
+    @property
+    def observer(self) -> Observer:
+        """Told of every request; the parts above report to it too."""
+        return self._observer
 
     def __repr__(self) -> str:
         engine = type(self._engine).__name__ if self._engine is not None else "closed"
@@ -247,8 +257,12 @@ class HttpCore:
         *,
         content: bytes | None = None,
         headers: Headers | None = None,
+        subject: object = None,
     ) -> Answer:
         """Send one request and read its whole answer, within the total time and the cap.
+
+        ``subject`` is what the request is for (a submit's journal entry, a
+        polled job), as the `Observer` reports it.
 
         Raises:
             httpx.HTTPError: the engine's failure (connect, read, protocol, ...);
@@ -265,12 +279,18 @@ class HttpCore:
             if own & self._names:
                 sent = [h for h in sent if h[0].lower() not in own]
             sent = [*sent, *headers]
-        answer = await engine.send(method, url, sent, content)
-        if answer.encoded:
-            encoding = answer.headers.get("content-encoding")
-            if encoding:
-                answer.content = inflate(answer.content, encoding, self._limit)
-            answer.encoded = False
+        observing = self._observer.sending(method, url, subject)
+        try:
+            answer = await engine.send(method, url, sent, content)
+            if answer.encoded:
+                encoding = answer.headers.get("content-encoding")
+                if encoding:
+                    answer.content = inflate(answer.content, encoding, self._limit)
+                answer.encoded = False
+        except BaseException as exc:
+            self._observer.sent(observing, None, exc)
+            raise
+        self._observer.sent(observing, answer.status_code, None)
         return answer
 
     async def aclose(self) -> None:

@@ -155,6 +155,11 @@ class Job(Generic[T]):
         """Return the job's error, or None (also while it is pending)."""
         return self._error
 
+    @property
+    def value(self) -> T | None:
+        """The job's result once it has one; None while pending or when it ended with an error."""
+        return self._value  # type: ignore[no-any-return]
+
     def set_result(self, value: T) -> bool:
         """End the job with its result; the Gateway's parts call it, as with `asyncio.Future`.
 

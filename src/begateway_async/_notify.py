@@ -30,7 +30,7 @@ from ._webhooks import Headers, Notification, WebhookVerifier
 
 __all__ = ["Notifier"]
 
-logger = logging.getLogger("begateway_async")
+logger = logging.getLogger("begateway_async.webhooks")
 
 #: A notification's transaction created more than this before a job's submit
 #: is not that job's (an earlier attempt with the same tracking id); allows
@@ -103,10 +103,12 @@ class Notifier:
         resolved = False
         if owner is None or owner.journal_key is None:
             await self._journal.notified(record)
+            self._tracker.observer.notified(transaction, None)
         else:
             with registry.claim(owner.job):
                 await self._journal.notified(record)
                 await self._submitter.record(owner.journal_key, JournalOutcome("result", 200, raw))
+            self._tracker.observer.notified(transaction, owner.job)
             if owner.job.polling:
                 await self._tracker.settle(owner, p.Done(transaction.raw))
                 resolved = owner.job.done()
@@ -151,6 +153,7 @@ class Notifier:
             )
             key = await journal.match_notification(record, match)
         tracked = registry.with_key(key) if key is not None else None
+        self._tracker.observer.notified(transaction, tracked.job if tracked is not None else None)
         resolved = False
         if tracked is not None and tracked.job.polling:
             await self._tracker.settle(tracked, p.Done(transaction.raw))

@@ -46,7 +46,7 @@ from ._tracker import Tracker
 
 __all__ = ["Recovery"]
 
-logger = logging.getLogger("begateway_async")
+logger = logging.getLogger("begateway_async.jobs")
 RecordT = TypeVar("RecordT", JournalEntry, JournalNotification)
 
 

@@ -27,7 +27,7 @@ from ._clock import Timebase
 
 __all__ = ["Scheduler"]
 
-logger = logging.getLogger("begateway_async")
+logger = logging.getLogger("begateway_async.jobs")
 
 #: Anything due within this many seconds counts as due now. Waking for
 #: sub-millisecond gaps only spins the loop (libuv timers are 1 ms coarse).

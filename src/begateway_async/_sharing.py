@@ -36,7 +36,7 @@ from ._tracker import Tracker
 
 __all__ = ["Sharing"]
 
-logger = logging.getLogger("begateway_async")
+logger = logging.getLogger("begateway_async.journal")
 
 #: Entries claimed per query while taking over (the beat repeats until none is left).
 CLAIM_BATCH: Final = 500

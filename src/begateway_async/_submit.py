@@ -52,7 +52,7 @@ __all__ = [
     "task_urls",
 ]
 
-logger = logging.getLogger("begateway_async")
+logger = logging.getLogger("begateway_async.jobs")
 
 #: A definite answer to a submit: the task was created, or the result came at once.
 Sent = p.Ack | p.Immediate
@@ -326,6 +326,9 @@ class Submitter:
                 )
                 if attempt + 1 < self._attempts:
                     delay = resend_delay(self._policy, attempt, outcome.retry_after, self._rng)
+                    if outcome.throttled:
+                        status = answer.status_code if answer else None
+                        self._http.observer.resending(entry, url, status, delay)
                     await self._timebase.sleep(delay)
         if uncertain:
             # The entry stays unfinished: `resume_all` re-sends it with this key.
@@ -362,7 +365,9 @@ class Submitter:
             gateway and was not answered definitely, nor only throttled).
         """
         try:
-            answer = await self._http.request(entry.method, url, content=content, headers=headers)
+            answer = await self._http.request(
+                entry.method, url, content=content, headers=headers, subject=entry
+            )
         except httpx.HTTPError as exc:
             return p.Resend(describe(exc)), None, not not_sent(exc)
         except GatewayStateError:

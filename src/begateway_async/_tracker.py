@@ -35,7 +35,7 @@ from ._submit import Sent, Standing, Submitter
 
 __all__ = ["Tracker"]
 
-logger = logging.getLogger("begateway_async")
+logger = logging.getLogger("begateway_async.jobs")
 T = TypeVar("T")
 
 
@@ -66,7 +66,9 @@ class Tracker:
     ) -> None:
         self.base_url = base_url
         self.registry = Registry()
-        self._forget = self.registry.forget  # one bound method for every job, not one each
+        #: Told of each job's end, host pause and own query (the HTTP core's).
+        self.observer = http.observer
+        self._on_end = self._ended  # one bound method for every job, not one each
         self._closed = False
         self._origin = origin_of(base_url)
         self._timebase = timebase
@@ -110,8 +112,12 @@ class Tracker:
             created_at=entry.created_at,
             idempotency_key=entry.key if key_known else None,
             tag=entry.tag,
-            on_end=self._forget,
+            on_end=self._on_end,
         )
+
+    def _ended(self, job: Job[Any]) -> None:
+        self.registry.forget(job)
+        self.observer.ended(job)
 
     def ended(
         self, entry: JournalEntry, value: Any = None, error: BaseException | None = None
@@ -199,6 +205,9 @@ class Tracker:
                 return self.answered(entry, outcome)
             error = s.ended_elsewhere(job, standing.outcome.error, standing.outcome.message)
             return self.ended(entry, error=error)
+        except BaseException as exc:
+            self.observer.unsent(entry, exc)
+            raise
         finally:
             self.sending.discard(entry.key)
         return self.start(entry, sent, notified=notified)
@@ -206,7 +215,12 @@ class Tracker:
     async def query(self, request: Request[T]) -> T:
         """The result of a query the library makes for itself: no journal, no submit slot."""
         entry = self._submitter.entry(request, idempotency_key=None, tag=None)
-        sent = await self._submitter.send(entry, internal=True)
+        self.observer.internal(entry)
+        try:
+            sent = await self._submitter.send(entry, internal=True)
+        except BaseException as exc:
+            self.observer.unsent(entry, exc)
+            raise
         job: Job[T] = self.start(entry, sent, internal=True)
         return await job
 
@@ -246,7 +260,7 @@ class Tracker:
             return
         job.polls += 1
         try:
-            answer = await self._http.request("GET", tracked.url)
+            answer = await self._http.request("GET", tracked.url, subject=job)
         except AnswerTooLarge as exc:
             too_large = MalformedResponse(str(exc), body=None, request_id=job.request_id)
             await self._carry_out(tracked, s.End(error=too_large, journal=True))
@@ -264,7 +278,8 @@ class Tracker:
             if isinstance(outcome, p.Done | p.Failed):
                 if self.registry.claimed(job) or not job.polling:
                     # A notification ended the job (or is ending it) while this poll was out.
-                    _drop_late_answer(job, outcome)
+                    status = outcome.status_code if isinstance(outcome, p.Failed) else None
+                    self.observer.late(job, status, outcome.body)
                     return
                 with self.registry.claim(job):
                     kept = await self._submitter.keep(tracked.journal_key, outcome, answer, job)
@@ -331,6 +346,7 @@ class Tracker:
             due = self._timebase.monotonic() + delay
             if step.pause_host:
                 self._scheduler.pause(self._origin, due)
+                self.observer.paused(job, tracked.url, delay)
             if job.polling:
                 self._scheduler.schedule(self._origin, due, tracked)
         else:  # LookUp, in a task of its own: its query is polled by this same loop
@@ -421,17 +437,3 @@ class Tracker:
         except Exception:  # a bug must not take the poll loop down with this task
             logger.exception("request_id=%s: the tracking-id lookup failed", job.request_id)
         await self._carry_out(tracked, s.End(error=s.lost_after_lookup(job, found), journal=True))
-
-
-def _drop_late_answer(job: Job[Any], outcome: p.Done | p.Failed) -> None:
-    """A poll's answer for a job a notification ended (or is ending): log what it said."""
-    if isinstance(outcome, p.Failed):
-        # A one-shot body for a job that a notification settled: keep it in the log.
-        logger.warning(
-            "request_id=%s: an error answer (HTTP %d) after a notification ended the job: %r",
-            job.request_id,
-            outcome.status_code,
-            outcome.body,
-        )
-    else:
-        logger.debug("request_id=%s: a result after a notification ended it", job.request_id)
