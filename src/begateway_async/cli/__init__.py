@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import begateway_async
 
+from ._logs import configure_logs
+
 __all__ = ["main"]
 
 
@@ -62,9 +64,26 @@ def _parser() -> argparse.ArgumentParser:
         "--version", action="version", version=f"begateway-async {begateway_async.__version__}"
     )
     commands = parser.add_subparsers(dest="command", required=True)
+    logs = argparse.ArgumentParser(add_help=False)
+    logs.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log the library's records at this level to stderr (DEBUG: each request; "
+        "INFO: each job's end)",
+    )
+    logs.add_argument("--log-json", action="store_true", help="log records as JSON lines")
 
     demo = commands.add_parser(
-        "demo", help="push a realistic mix of jobs through the client against the simulator"
+        "demo",
+        parents=[logs],
+        help="push a realistic mix of jobs through the client against the simulator",
+    )
+    demo.add_argument(
+        "--otel",
+        choices=["console"],
+        help="print OpenTelemetry spans (and, at the end, metrics) to stdout "
+        "(needs opentelemetry-sdk)",
     )
     demo.add_argument("--flows", type=int, default=2000, help="payment flows to run (default 2000)")
     demo.add_argument("--concurrency", type=int, default=200, help="flows at once (default 200)")
@@ -72,7 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--p99", type=float, default=4.0, help="99th percentile processing seconds")
     demo.add_argument("--seed", type=int, default=1)
 
-    run = commands.add_parser("run", help="submit the requests of a JSONL file, one per line")
+    run = commands.add_parser(
+        "run", parents=[logs], help="submit the requests of a JSONL file, one per line"
+    )
     run.add_argument("input", help="the JSON Lines file of requests ('-' for standard input)")
     run.add_argument("--out", required=True, help="where to write one JSON line per finished job")
     run.add_argument("--gateway", help="the gateway's base URL (or BEGATEWAY_URL)")
@@ -117,7 +138,9 @@ def _parser() -> argparse.ArgumentParser:
         help="send again the lines the gateway refused (nothing was created for them)",
     )
 
-    simulate = commands.add_parser("simulate", help="serve the gateway simulator on loopback")
+    simulate = commands.add_parser(
+        "simulate", parents=[logs], help="serve the gateway simulator on loopback"
+    )
     simulate.add_argument("--host", default="127.0.0.1")
     simulate.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     simulate.add_argument("--median", type=float, default=1.0, help="median processing seconds")
@@ -146,6 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     standard error instead of a traceback.
     """
     args = _parser().parse_args(argv)
+    configure_logs(args.log_level, args.log_json)
     try:
         return _dispatch(args)
     except KeyboardInterrupt:
@@ -155,9 +179,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         return _interrupted(args)
     except ModuleNotFoundError as exc:
-        if exc.name not in _EXTRAS:
+        name = exc.name or ""
+        if name.split(".")[0] == "opentelemetry":
+            print(  # noqa: T201
+                f"begateway-async {args.command}: --otel needs the OpenTelemetry SDK "
+                '(pip install "begateway-async[otel]" opentelemetry-sdk)',
+                file=sys.stderr,
+            )
+            return 1
+        if name not in _EXTRAS:
             raise
-        extra = _EXTRAS[exc.name]
+        extra = _EXTRAS[name]
         print(  # noqa: T201
             f"begateway-async {args.command}: needs the {extra} extra "
             f'(pip install "begateway-async[{extra}]")',

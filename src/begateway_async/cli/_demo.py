@@ -12,6 +12,7 @@ notification.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import random
 import resource
@@ -43,6 +44,7 @@ from begateway_async import (
 )
 
 from ._console import Progress, table
+from ._logs import console_telemetry
 
 __all__ = ["demo"]
 
@@ -221,7 +223,7 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
-async def _drive(url: str, args: argparse.Namespace, run: _Run) -> float:
+async def _drive(url: str, args: argparse.Namespace, run: _Run, telemetry: dict[str, Any]) -> float:
     rng = random.Random(args.seed)  # noqa: S311 - a demo mix, not cryptography
     kinds = rng.choices(list(MIX), weights=list(MIX.values()), k=args.flows)
     progress = Progress(args.flows, "flows")
@@ -230,7 +232,7 @@ async def _drive(url: str, args: argparse.Namespace, run: _Run) -> float:
 
     started = time.perf_counter()
     key = _get_json(f"{url}/_simulator/public_key")["public_key"]
-    gateway = Gateway(url, SHOP_ID, SECRET, webhook_key=key)
+    gateway = Gateway(url, SHOP_ID, SECRET, webhook_key=key, **telemetry)
     endpoint = WebhookEndpoint(gateway, on_notification=run.noted)
     # The shop opens first and closes last: the Gateway drains while it takes notifications.
     async with serve_here(endpoint) as shop, gateway as gw:
@@ -322,10 +324,13 @@ def demo(args: argparse.Namespace) -> int:
     arguments = ["--median", str(args.median), "--p99", str(args.p99), "--seed", str(args.seed)]
     arguments += ["--3ds-delay", "2"]  # the customer passes 3-D Secure 2 s after the bank answers
     run = _Run()
-    with spawn(arguments) as url:
+    spans: contextlib.AbstractContextManager[dict[str, Any]] = (
+        console_telemetry() if args.otel == "console" else contextlib.nullcontext({})
+    )
+    with spans as telemetry, spawn(arguments) as url:
         print(f"simulator started at {url}; running {args.flows} flows", file=sys.stderr)  # noqa: T201
         cpu_before = resource.getrusage(resource.RUSAGE_SELF)
-        wall = anyio.run(_drive, url, args, run)
+        wall = anyio.run(_drive, url, args, run, telemetry)
         cpu_after = resource.getrusage(resource.RUSAGE_SELF)
         cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (
             cpu_after.ru_stime - cpu_before.ru_stime
