@@ -102,3 +102,4 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/memory.py", *session.posargs)
     session.run("python", "benchmarks/hostile.py")
     session.run("python", "benchmarks/shared_journal.py")
+    session.run("python", "benchmarks/observe.py")

@@ -63,3 +63,11 @@ def test_shared_journal_benchmark_writes_its_results(tmp_path: Path):
     assert all(row["journal_round_trips_per_job"] >= 3 for row in result["throughput"])
     assert result["wakeup"]["rounds"] == 5
     assert result["wakeup"]["polls_by_the_awaiting_worker"] == 0
+
+
+def test_observability_benchmark_writes_its_results(tmp_path: Path):
+    """`observe.py` runs every condition and measures the unused reports directly."""
+    _run("observe.py", "--jobs", "100", "--rounds", "1", "--out", str(tmp_path))
+    result = json.loads((tmp_path / "observe.json").read_text())
+    assert [row["condition"] for row in result["rows"]] == ["off", "unused", "hook", "logs", "sdk"]
+    assert result["unused_reports_us_per_job"] > 0

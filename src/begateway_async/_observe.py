@@ -101,8 +101,7 @@ class Observer:
             self._hook is not None
             or JOBS_LOG.isEnabledFor(_INFO)
             or HTTP_LOG.isEnabledFor(_DEBUG)
-            or self._telemetry.tracer() is not None
-            or self._telemetry.instruments() is not None
+            or self._telemetry.active()
         )
 
     # --- requests ------------------------------------------------------------------------

@@ -3,9 +3,11 @@
 Only ``opentelemetry-api`` is used (the ``otel`` extra). Nothing is recorded
 unless an SDK is configured: a tracer or meter provider given to the Gateway
 (``tracer_provider=``, ``meter_provider=``), or set globally
-(``opentelemetry.trace.set_tracer_provider``, ...) before a job starts.
+(``opentelemetry.trace.set_tracer_provider``, ...); a global provider set
+while the Gateway runs is seen within a second (asking the API for it on
+every request cost more than the rest of the unused layers together).
 Without the package, or with only the API's default providers, `Telemetry`
-hands out nothing and costs one check per job.
+hands out nothing.
 
 Spans: ``begateway {operation}`` (kind INTERNAL) from the submit to the
 job's end, with ``begateway.operation``, ``begateway.request_id``,
@@ -28,6 +30,7 @@ after at least two), ``begateway.polls.in_flight`` (up-down counter),
 
 from __future__ import annotations
 
+import time
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -46,6 +49,8 @@ AVAILABLE: Final = trace is not None
 SCOPE: Final = "begateway_async"
 #: A status that says "not yet", not "went wrong".
 _NOT_YET: Final = 425
+#: Seconds between two looks at the global providers while none records.
+RECHECK: Final = 1.0
 
 
 def _configured(provider: object) -> bool:
@@ -100,29 +105,51 @@ class Telemetry:
         self._tracer_provider = tracer_provider
         self._meter_provider = meter_provider
         self._tracer: tuple[object, Any] | None = None
-        self._instruments: tuple[object, Instruments] | None = None
+        self._instruments: tuple[object, Instruments | None] | None = None
+        self._active = False
+        self._checked_until = -1.0
+
+    def active(self) -> bool:
+        """Whether spans or metrics are recorded (looked up again at most once a second)."""
+        now = time.monotonic()
+        if now >= self._checked_until:
+            self._active = self._find_tracer() is not None or self._find_instruments() is not None
+            self._checked_until = now + RECHECK
+        return self._active
 
     def tracer(self) -> Any:
         """The tracer, or None when no SDK records spans."""
-        if not AVAILABLE:
-            return None
-        provider = self._tracer_provider or trace.get_tracer_provider()
-        if not _configured(provider):
-            return None
-        if self._tracer is None or self._tracer[0] is not provider:
-            self._tracer = (provider, provider.get_tracer(SCOPE, __version__))
-        return self._tracer[1]
+        return self._find_tracer() if self.active() else None
 
     def instruments(self) -> Instruments | None:
         """The instruments, or None when no SDK records metrics."""
+        return self._find_instruments() if self.active() else None
+
+    def _find_tracer(self) -> Any:
+        """The current provider's tracer, or None (decided once per provider)."""
+        if not AVAILABLE:
+            return None
+        provider = self._tracer_provider or trace.get_tracer_provider()
+        known = self._tracer
+        if known is None or known[0] is not provider:
+            tracer = provider.get_tracer(SCOPE, __version__) if _configured(provider) else None
+            known = self._tracer = (provider, tracer)
+        return known[1]
+
+    def _find_instruments(self) -> Instruments | None:
+        """The current provider's instruments, or None (decided once per provider)."""
         if not AVAILABLE:
             return None
         provider = self._meter_provider or metrics.get_meter_provider()
-        if not _configured(provider):
-            return None
-        if self._instruments is None or self._instruments[0] is not provider:
-            self._instruments = (provider, Instruments(provider.get_meter(SCOPE, __version__)))
-        return self._instruments[1]
+        known = self._instruments
+        if known is None or known[0] is not provider:
+            made = (
+                Instruments(provider.get_meter(SCOPE, __version__))
+                if _configured(provider)
+                else None
+            )
+            known = self._instruments = (provider, made)
+        return known[1]
 
     @staticmethod
     def job_span(tracer: Any, operation: str, attributes: dict[str, Any]) -> Any:

@@ -139,3 +139,25 @@ def test_the_testing_sample_is_a_passing_test(tmp_path: Path):
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr  # 0: it ran (5 would be none)
     assert " passed" in done.stdout  # once per anyio backend installed
+
+
+def test_the_observability_sample_prints_its_spans_its_event_and_its_log_line(tmp_path: Path):
+    """`traced.py`: the job's span and its requests' on stdout, `Ended` too, the INFO line."""
+    script = tmp_path / "traced.py"
+    script.write_text(block_after("## Observability"))
+    with spawn(QUICK) as url:
+        done = run_script(script, env=shop_env(url))
+    assert done.returncode == 0, done.stderr
+    decoder, text, spans = json.JSONDecoder(), done.stdout, []
+    at = text.find("{")
+    while at != -1:
+        span, end = decoder.raw_decode(text, at)
+        spans.append(span)
+        at = text.find("{", end)
+    (job,) = [s for s in spans if s["name"] == "begateway payment"]
+    assert job["attributes"]["begateway.outcome"] == "successful"
+    requests = [s for s in spans if s["parent_id"] == job["context"]["span_id"]]
+    assert [s["name"] for s in requests][:1] == ["POST"]
+    assert len(requests) == job["attributes"]["begateway.requests"]
+    assert f"ended: payment successful after {len(requests)} requests" in done.stdout
+    assert "INFO:begateway_async.jobs:payment " in done.stderr
