@@ -8,6 +8,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
 import attrs
 import httpx
 import pytest
@@ -49,7 +50,8 @@ class Telemetry:
     def points(self, name: str) -> list[Any]:
         """The data points of the metric ``name``."""
         data = self.reader.get_metrics_data()
-        assert data is not None
+        if data is None:  # nothing was recorded
+            return []
         return [
             point
             for resource in data.resource_metrics
@@ -294,7 +296,7 @@ async def test_a_hook_that_raises_changes_nothing_but_a_log_line(
 
 
 async def test_nothing_is_recorded_without_an_sdk_or_without_the_package(
-    open_gateway, router: respx.MockRouter, monkeypatch: pytest.MonkeyPatch
+    open_gateway, router: respx.MockRouter, otel: Telemetry, monkeypatch: pytest.MonkeyPatch
 ):
     """The API's default providers record nothing; without opentelemetry, jobs run as ever."""
     assert _otel.Telemetry().tracer() is None  # the global providers: the API's defaults
@@ -302,9 +304,112 @@ async def test_nothing_is_recorded_without_an_sdk_or_without_the_package(
     monkeypatch.setattr(_otel, "AVAILABLE", False)
     router.post(PAYMENTS).respond(200, json=ack())
     router.get(RESULT).respond(200, json=transaction())
-    async with open_gateway(tracer_provider=TracerProvider()) as gw:
+    async with open_gateway(**otel.options()) as gw:  # an SDK, but no package to reach it
         assert (await gw.payment(payment())).status == "successful"
-    assert _otel.Telemetry(TracerProvider()).tracer() is None
+    assert otel.finished() == ()
+    assert otel.points("begateway.job.requests") == []
+
+
+class Raising(SimpleSpanProcessor):
+    """A span processor that fails on every span's end (a broken exporter)."""
+
+    def on_end(self, span: ReadableSpan) -> None:  # noqa: ARG002
+        """Fail."""
+        raise RuntimeError("the exporter is down")
+
+
+async def test_a_failing_span_processor_loses_no_answer_and_hangs_nothing(
+    open_gateway, router: respx.MockRouter, caplog: pytest.LogCaptureFixture
+):
+    """Every span's end raises: one POST, the result awaited, the Gateway closes, one log line."""
+    posts = router.post(PAYMENTS).respond(200, json=ack())
+    router.get(RESULT).respond(200, json=transaction())
+    provider = TracerProvider()
+    provider.add_span_processor(Raising(InMemorySpanExporter()))
+    async with open_gateway(tracer_provider=provider) as gw:
+        with anyio.fail_after(60):
+            tx = await gw.payment(payment())
+    assert tx.status == "successful"
+    assert posts.call_count == 1  # the acknowledgement was kept, not re-sent as unknown
+    assert not gw.is_open
+    failures = [r for r in caplog.records if r.getMessage().startswith("observability failed")]
+    assert [r.levelno for r in failures][:1] == [logging.ERROR]  # once; then at DEBUG
+    assert all(r.levelno == logging.DEBUG for r in failures[1:])
+
+
+async def test_polls_in_flight_come_back_to_zero(
+    open_gateway, router: respx.MockRouter, otel: Telemetry
+):
+    """The up-down counter of polls under way is 0 once every job ended."""
+    router.post(PAYMENTS).mock(side_effect=[httpx.Response(200, json=ack(f"r{n}")) for n in (1, 2)])
+    for n in (1, 2):
+        router.get(f"{BASE}/async/result/r{n}").mock(
+            side_effect=[
+                httpx.Response(425, json=processing()),
+                httpx.Response(200, json=transaction(f"u{n}")),
+            ]
+        )
+    async with open_gateway(**otel.options()) as gw:
+        jobs = [await gw.submit(payment(100 + n)) for n in (1, 2)]
+        for job in jobs:
+            await job
+    (in_flight,) = otel.points("begateway.polls.in_flight")
+    assert in_flight.value == 0
+
+
+async def test_a_resumed_entry_refused_again_ends_once(
+    open_gateway, router: respx.MockRouter, clock
+):
+    """An unacknowledged entry re-sent by `resume_all` and refused: one `Ended`, not two."""
+    router.post(PAYMENTS).respond(400, json={"message": "bad", "errors": {"amount": ["bad"]}})
+    journal = bga.MemoryJournal()
+    entry = bga.JournalEntry(
+        key="k1", gateway=BASE, shop_id=str(SHOP_ID), operation="payment", method="POST",
+        path=PAYMENTS, body=None, headers=(), tracking_id="order-42", tag=None,
+        created_at=clock(),
+    )  # fmt: skip
+    await journal.intent(entry)
+    events: list[bga.Event] = []
+    async with open_gateway(journal=journal, on_event=events.append) as gw:
+        (job,) = await gw.resume_all()
+        with pytest.raises(bga.SubmitRejected):
+            await job
+    assert [type(e).__name__ for e in events] == ["Submitted", "Ended"]
+
+
+async def test_a_replayed_job_reports_nothing(open_gateway, router: respx.MockRouter):
+    """`replay` sends nothing and is no new end: no event, no log line."""
+    router.post(PAYMENTS).respond(200, json=ack())
+    router.get(RESULT).respond(200, json=transaction())
+    events: list[bga.Event] = []
+    journal = bga.MemoryJournal(keep_finished=True)
+    async with open_gateway(journal=journal, on_event=events.append) as gw:
+        await gw.payment(payment())
+        told = len(events)
+        (entry,) = await journal.entries(gw.base_url, gw.shop_id)
+        replayed = gw.replay(entry)
+        assert replayed is not None
+        assert (await replayed).status == "successful"
+    assert len(events) == told
+
+
+async def test_the_library_s_own_queries_are_marked_internal(
+    open_gateway, router: respx.MockRouter, otel: Telemetry
+):
+    """A follow-up's status query: its events say `internal`, and it is no job in the metrics."""
+    router.post(PAYMENTS).respond(200, json=ack())
+    router.get(RESULT).respond(200, json=transaction(status="incomplete"))
+    router.get("/async/transactions/u1").respond(200, json=ack("r2"))
+    router.get(f"{BASE}/async/result/r2").respond(200, json=transaction())
+    events: list[bga.Event] = []
+    async with open_gateway(on_event=events.append, **otel.options()) as gw:
+        incomplete = await gw.payment(payment())
+        final = await gw.follow(incomplete, within=600)
+    assert final.status == "successful"
+    ends = [(e.operation, e.internal) for e in events if isinstance(e, bga.Ended)]
+    assert ends == [("payment", False), ("status_query", True)]
+    (jobs,) = otel.points("begateway.job.requests")
+    assert jobs.count == 1  # the payment only
 
 
 async def test_on_event_must_be_callable():

@@ -269,9 +269,13 @@ class Gateway(Operations):
         """
         entry = self._submitter.entry(request, idempotency_key=idempotency_key, tag=tag)
         self._check_open()
-        await self.journal.intent(entry)
-        notified = getattr(request, "notification_url", None) is not None
-        return await self._tracker.submit(entry, notified=notified)
+        try:
+            await self.journal.intent(entry)
+            notified = getattr(request, "notification_url", None) is not None
+            return await self._tracker.submit(entry, notified=notified)
+        except BaseException as exc:  # no job: the submit's own end, once
+            self._observer.unsent(entry, exc)
+            raise
 
     def resume(self, token: str) -> Job[Any]:
         """Turn a `Job.token` (from this or another process) back into a polled job.

@@ -15,9 +15,10 @@ task URLs carry no credentials), statuses and times.
 - `Polled`: one poll of a job's status or result URL.
 - `Throttled`: the gateway asked to slow down (429, 503): a pause for the
   host (a poll), or before a re-sent submit.
-- `Notified`: a verified notification was recorded (``request_id`` the job it
-  ended, if any).
-- `Ended`: a job ended; ``outcome`` is the transaction's status
+- `Notified`: a verified notification was recorded (``request_id`` the
+  pending job it belongs to, if any).
+- `Ended`: a job ended, or a submit made none (``request_id`` None); a
+  replayed job (`Gateway.replay`) reports nothing. ``outcome`` is the transaction's status
   (``"successful"``, ``"failed"`` when declined, ...), ``"ok"`` for other
   results, or the error's class name (``"JobFailed"``, ``"JobExpired"``, ...).
 """
@@ -39,11 +40,14 @@ class Event:
         at: epoch seconds, by the Gateway's clock.
         operation: the operation's name (``"payment"``, ...); None when not known.
         tracking_id: the merchant's id of the transaction, if any.
+        internal: a query the library made for itself (a tracking-id lookup, a
+            follow-up's status query), not a job of yours.
     """
 
     at: float
     operation: str | None
     tracking_id: str | None
+    internal: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -108,7 +112,8 @@ class Notified(Event):
     Attributes:
         uid: the transaction's uid.
         status: its status (``"successful"``, ``"failed"``, ...).
-        request_id: the task id of the job it ended; None when it ended none.
+        request_id: the task id of the pending job it belongs to (which it ends,
+            unless a poll ended it first); None when it belongs to none.
     """
 
     uid: str | None
@@ -121,14 +126,15 @@ class Ended(Event):
     """A job ended.
 
     Attributes:
-        request_id: the job's task id.
+        request_id: the job's task id; None for a submit that made no job
+            (refused, not sent, undetermined: ``outcome`` says which).
         outcome: the transaction's status, ``"ok"`` for another result, or
             the error's class name.
         requests: HTTP requests this process made for the job (submits and polls).
         duration: seconds from the submit (the journal's creation time) to the end.
     """
 
-    request_id: str
+    request_id: str | None
     outcome: str
     requests: int
     duration: float

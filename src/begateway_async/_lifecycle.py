@@ -134,16 +134,21 @@ class Lifecycle:
                 await tg.__aexit__(None, None, None)
             finally:
                 self._tg = None
-                self._tracker.close()
                 with anyio.CancelScope(shield=True):
                     try:
-                        await self._http.aclose()
-                        if self._sharing is not None:
-                            await self._sharing.leave()
-                        if self._owns_journal:
-                            await self._journal.aclose()
+                        self._tracker.close()  # a done callback raising must not stop the rest
                     finally:
-                        self._closed.set()
+                        await self._close_parts()
+
+    async def _close_parts(self) -> None:
+        try:
+            await self._http.aclose()
+            if self._sharing is not None:
+                await self._sharing.leave()
+            if self._owns_journal:
+                await self._journal.aclose()
+        finally:
+            self._closed.set()
 
     def check_open(self) -> None:
         """Raise unless open (what the Gateway's methods check before sending).

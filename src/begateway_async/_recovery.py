@@ -177,7 +177,7 @@ class Recovery:
                 body=outcome.body.decode("utf-8", "replace"),
                 tracking_id=entry.tracking_id,
             )
-            return self._tracker.ended(entry, error=refused)
+            return self._tracker.ended(entry, error=refused, quiet=True)
         decided = p.decide_poll(
             outcome.status_code or 200,
             {},
@@ -191,8 +191,8 @@ class Recovery:
                 body=outcome.body.decode("utf-8", "replace"),
                 request_id=entry.request_id,
             )
-            return self._tracker.ended(entry, error=unreadable)
-        return self._tracker.answered(entry, decided)
+            return self._tracker.ended(entry, error=unreadable, quiet=True)
+        return self._tracker.answered(entry, decided, quiet=True)
 
     def unseal(self, record: RecordT) -> RecordT:
         """The journal record with its bodies in clear (see `Gateway.unseal`)."""

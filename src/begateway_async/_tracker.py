@@ -93,13 +93,18 @@ class Tracker:
     # --- starting jobs ---------------------------------------------------------------------
 
     def job(
-        self, entry: JournalEntry, ack: p.Ack | None = None, *, key_known: bool = True
+        self,
+        entry: JournalEntry,
+        ack: p.Ack | None = None,
+        *,
+        key_known: bool = True,
+        quiet: bool = False,
     ) -> Job[Any]:
         """A new job for ``entry`` (not polled): its task's URLs from ``ack``, if it has one.
 
         ``key_known`` False: the ``RequestID`` the task was submitted with is
         not known (a token that does not carry it); ``entry.key`` is then only
-        the journal's key for it.
+        the journal's key for it. ``quiet``: its end is not reported (a replay).
         """
         return Job(
             gateway=self.base_url,
@@ -112,7 +117,7 @@ class Tracker:
             created_at=entry.created_at,
             idempotency_key=entry.key if key_known else None,
             tag=entry.tag,
-            on_end=self._on_end,
+            on_end=self.registry.forget if quiet else self._on_end,
         )
 
     def _ended(self, job: Job[Any]) -> None:
@@ -120,16 +125,23 @@ class Tracker:
         self.observer.ended(job)
 
     def ended(
-        self, entry: JournalEntry, value: Any = None, error: BaseException | None = None
+        self,
+        entry: JournalEntry,
+        value: Any = None,
+        error: BaseException | None = None,
+        *,
+        quiet: bool = False,
     ) -> Job[Any]:
         """A job for ``entry`` that is already over, with ``error`` or ``value``."""
-        job = self.job(entry)
+        job = self.job(entry, quiet=quiet)
         self._resolve(job, value, error)
         return job
 
-    def answered(self, entry: JournalEntry, outcome: p.Done | p.Failed) -> Job[Any]:
+    def answered(
+        self, entry: JournalEntry, outcome: p.Done | p.Failed, *, quiet: bool = False
+    ) -> Job[Any]:
         """A job for ``entry`` whose answer is known already: ended with what it says."""
-        job = self.job(entry)
+        job = self.job(entry, quiet=quiet)
         step = s.decide_step(
             job, outcome, lost_reply=False, now=self._timebase.time(), base_url=self.base_url
         )
@@ -165,6 +177,7 @@ class Tracker:
             return self.answered(entry, p.Done(sent.body))
         existing = self.registry.get(sent.request_id)
         if existing is not None:  # the same RequestID answered twice: one job
+            self.observer.merged(entry, existing.job)
             return existing.job
         job = self.job(entry, sent, key_known=key_known)
         if self._closed:  # answered while the Gateway closed: the journal and the token keep it
@@ -205,9 +218,6 @@ class Tracker:
                 return self.answered(entry, outcome)
             error = s.ended_elsewhere(job, standing.outcome.error, standing.outcome.message)
             return self.ended(entry, error=error)
-        except BaseException as exc:
-            self.observer.unsent(entry, exc)
-            raise
         finally:
             self.sending.discard(entry.key)
         return self.start(entry, sent, notified=notified)
