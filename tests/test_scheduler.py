@@ -207,3 +207,44 @@ async def test_a_freed_slot_wakes_the_loop_for_a_later_head():
         scheduler.schedule("a", item.due, item)
     await run_until_fired(clock, scheduler, recorder, 3)
     assert later.fired == [5.0]
+
+
+async def test_a_job_s_waiter_runs_before_the_worker_s_next_poll_when_polls_never_wait(
+    anyio_backend: tuple[str, dict[str, object]],
+):
+    """A transport that never suspends (an app in process): an end's waiter is not left behind.
+
+    On asyncio it runs before the worker's next poll; Trio runs each batch of
+    ready tasks in a random order, so there it runs at most one poll later.
+    """
+    clock = VirtualClock()
+    order: list[str] = []
+    ended = {name: anyio.Event() for name in ("a", "b", "c")}
+
+    async def fire(item: Item) -> None:  # answers at once: no await inside
+        order.append(f"poll {item.host}")
+        item.polling = False  # the job ended with this answer
+        ended[item.host].set()
+
+    async def waiter(name: str) -> None:
+        await ended[name].wait()
+        order.append(f"woken {name}")
+
+    scheduler: Scheduler[Item] = Scheduler(Timebase(clock), fire, cap=1)
+    for name in ended:  # one host, one slot: one worker takes them in turn
+        scheduler.schedule("gw", 1.0, Item(name, 1.0))
+    with anyio.fail_after(10):  # a stuck loop fails, never hangs
+        async with clock.autojump(), anyio.create_task_group() as tg:
+            tg.start_soon(scheduler.run)
+            async with anyio.create_task_group() as waiters:
+                for name in ended:
+                    waiters.start_soon(waiter, name)
+            tg.cancel_scope.cancel()
+    if anyio_backend[0] == "asyncio":
+        assert order == ["poll a", "woken a", "poll b", "woken b", "poll c", "woken c"]
+    polls = [entry for entry in order if entry.startswith("poll")]
+    assert polls == ["poll a", "poll b", "poll c"]
+    for n, name in enumerate("abc"):  # after its poll, and before the poll after next
+        assert order.index(f"poll {name}") < order.index(f"woken {name}")
+        if n + 2 < len(polls):
+            assert order.index(f"woken {name}") < order.index(polls[n + 2])

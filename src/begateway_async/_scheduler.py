@@ -6,8 +6,12 @@ cap of them per host). The `Scheduler.run` loop wakes at the earliest due
 time of any host, takes every due entry of each host up to that host's cap,
 and hands them to idle workers (starting one only when none is idle). A
 worker whose poll is done takes the next due entry of the same host itself,
-without waking the loop. A host can be paused (429, 503 with
-``Retry-After``): its entries wait, every other host goes on.
+without waking the loop; but after a poll that ended its job it lets the
+event loop run first, so that the job's waiters go before the worker's next
+poll (with a transport that never waits, an app served in process, a
+worker would otherwise run every due poll before any caller woke: 140 ms
+at the 90th percentile in a burst of 2 000). A host can be paused (429,
+503 with ``Retry-After``): its entries wait, every other host goes on.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Generic, Protocol, TypeVar
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 
 from ._clock import Timebase
 
@@ -164,6 +169,8 @@ class Scheduler(Generic[ItemT]):
                 polled: ItemT | None = item
                 while polled is not None:
                     await self._run_one(polled)
+                    if not polled.polling:  # it ended: its waiters run before the next poll
+                        await anyio.lowlevel.checkpoint()
                     polled = self._next(host)
             woken = anyio.Event()
             self._idle.append(woken)
