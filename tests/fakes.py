@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -55,6 +56,16 @@ def processing(request_id: str = "r1") -> dict[str, Any]:
 
 def unknown(request_id: str = "r1") -> httpx.Response:
     return httpx.Response(404, json={"status": "unknown", "request_id": request_id})
+
+
+def notification(tx: dict[str, Any] | None = None) -> tuple[bytes, dict[str, str]]:
+    """The gateway's notification of ``tx`` (the payment by default): body and headers.
+
+    HTTP Basic with the shop's credentials; no signature (none configured).
+    """
+    credentials = base64.b64encode(f"{SHOP_ID}:{SECRET}".encode()).decode()
+    body = json.dumps(transaction() if tx is None else tx).encode()
+    return body, {"authorization": f"Basic {credentials}", "content-type": "application/json"}
 
 
 def sent_json(request: httpx.Request) -> Any:

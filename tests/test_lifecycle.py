@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import gc
 import json
 import weakref
@@ -13,7 +12,7 @@ import pytest
 import respx
 
 import begateway_async as bga
-from fakes import BASE, SECRET, SHOP_ID, ack, payment, transaction
+from fakes import BASE, SECRET, SHOP_ID, ack, notification, payment, transaction
 
 pytestmark = pytest.mark.anyio
 
@@ -43,13 +42,6 @@ def lost_reply(router: respx.MockRouter) -> None:
             httpx.Response(404, json={"status": "unknown"}),
         ]
     )
-
-
-def notification() -> tuple[bytes, dict[str, str]]:
-    """The gateway's notification of the payment (HTTP Basic, no signature configured)."""
-    credentials = base64.b64encode(f"{SHOP_ID}:{SECRET}".encode()).decode()
-    body = json.dumps(transaction()).encode()
-    return body, {"authorization": f"Basic {credentials}", "content-type": "application/json"}
 
 
 async def test_a_closed_gateway_sends_nothing_and_says_so(open_gateway, router):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -22,7 +20,7 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 import begateway_async as bga
 from begateway_async import _otel
-from fakes import BASE, SECRET, SHOP_ID, ack, payment, processing, transaction
+from fakes import BASE, SECRET, SHOP_ID, ack, notification, payment, processing, transaction
 
 pytestmark = pytest.mark.anyio
 
@@ -195,11 +193,6 @@ async def test_a_throttled_host_is_a_warning_an_event_a_span_event_and_a_metric(
     }
 
 
-def notification_of(tx: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
-    credentials = base64.b64encode(f"{SHOP_ID}:{SECRET}".encode()).decode()
-    return json.dumps(tx).encode(), {"authorization": f"Basic {credentials}"}
-
-
 async def test_a_notified_job_says_so_in_its_event_its_span_and_its_end(
     open_gateway, router: respx.MockRouter, otel: Telemetry, clock
 ):
@@ -209,7 +202,7 @@ async def test_a_notified_job_says_so_in_its_event_its_span_and_its_end(
     events: list[bga.Event] = []
     async with open_gateway(on_event=events.append, autojump=False, **otel.options()) as gw:
         job = await gw.submit(payment())
-        notified = await gw.deliver(*notification_of(transaction()))
+        notified = await gw.deliver(*notification())
         assert notified.resolved
         await job
     kinds = [type(e).__name__ for e in events]

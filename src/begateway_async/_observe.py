@@ -68,7 +68,7 @@ class _Trace:
 class _Request:
     """One HTTP request under way (what `Observer.sent` needs at its end)."""
 
-    __slots__ = ("in_flight", "method", "span", "started", "subject", "trace", "url")
+    __slots__ = ("instruments", "method", "span", "started", "subject", "trace", "url")
 
     def __init__(self, method: str, url: str, subject: object, trace: _Trace | None) -> None:
         self.method = method
@@ -76,7 +76,7 @@ class _Request:
         self.subject = subject
         self.trace = trace
         self.span: Any = None
-        self.in_flight: Any = None  # the counter this poll was added to
+        self.instruments: Any = None  # where it is counted: its end goes to the same
         self.started = time.perf_counter()
 
 
@@ -139,15 +139,14 @@ class Observer:
             trace = self._trace_of(subject)
             trace.previous_poll, trace.last_poll = trace.last_poll, self._timebase.monotonic()
         request = _Request(method, url, subject, trace)
+        instruments = request.instruments = self._telemetry.instruments()
         if trace is not None:
             trace.requests += 1
             tracer = self._telemetry.tracer()
             if tracer is not None and trace.span is not None:  # a request's span: its job's child
                 request.span = Telemetry.request_span(tracer, trace.span, method, url)
-            instruments = self._telemetry.instruments()
             if instruments is not None and isinstance(subject, Job):
-                request.in_flight = instruments.in_flight
-                request.in_flight.add(1)
+                instruments.in_flight.add(1)
         return request
 
     def sent(
@@ -167,12 +166,12 @@ class Observer:
         trace = request.trace
         if trace is not None:
             trace.status = status
-        if request.in_flight is not None:
-            request.in_flight.add(-1)
         if request.span is not None:
             Telemetry.end_request(request.span, status, failure)
-        instruments = self._telemetry.instruments()
+        instruments = request.instruments
         if instruments is not None:
+            if trace is not None and isinstance(request.subject, Job):  # as `_sending` added it
+                instruments.in_flight.add(-1)
             attributes: dict[str, Any] = {"http.request.method": request.method}
             if status is not None:
                 attributes["http.response.status_code"] = status
@@ -230,8 +229,10 @@ class Observer:
     def merged(self, entry: JournalEntry, job: Job[Any]) -> None:
         """``entry``'s answer named a task ``job`` already tracks: one job, one trace."""
         try:
+            if _key(job) == entry.key:
+                return  # the same trace: the job's, which goes on
             trace = self._traces.pop(entry.key, None)
-            if trace is not None and trace.span is not None and _key(job) != entry.key:
+            if trace is not None and trace.span is not None:
                 Telemetry.end_job(trace.span, "merged", trace.requests, None)
         except Exception:  # noqa: BLE001 - as in `sending`
             self._failed()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import begateway_async as bga
-from begateway_async.testing import DEMO_SHOPS
+from begateway_async.testing import DEMO_SHOPS, spawn
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 QUICK = ["--median", "0.05", "--p99", "0.2"]  # the simulator's bank, fast
@@ -38,6 +40,27 @@ def run_script(
         [sys.executable, str(script), *args],
         capture_output=True, text=True, env=env, timeout=120, check=False, cwd=cwd,
     )  # fmt: skip
+
+
+def run_sample(tmp_path: Path, name: str, marker: str) -> subprocess.CompletedProcess[str]:
+    """Save the block after ``marker`` as ``name`` and run it against a spawned simulator."""
+    script = tmp_path / name
+    script.write_text(block_after(marker))
+    with spawn(QUICK) as url:
+        done = run_script(script, env=shop_env(url))
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def json_objects(text: str) -> list[Any]:
+    """Every JSON object printed in ``text`` (a console exporter's output, among other lines)."""
+    decoder, found = json.JSONDecoder(), []
+    at = text.find("{")
+    while at != -1:
+        obj, end = decoder.raw_decode(text, at)
+        found.append(obj)
+        at = text.find("{", end)
+    return found
 
 
 async def parent_and_token(url: str, amount: int = 5000) -> tuple[str, str]:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from readme_helpers import QUICK, shop_env
+from readme_helpers import QUICK, json_objects, shop_env
 
 from begateway_async.testing import DEMO_SHOPS, spawn
 
@@ -66,12 +66,7 @@ def test_the_demo_prints_its_spans_with_otel_console():
         capture_output=True, text=True, timeout=180, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    decoder, text, spans = json.JSONDecoder(), done.stdout, []
-    at = text.find("{")
-    while at != -1:
-        obj, end = decoder.raw_decode(text, at)
-        spans.append(obj)
-        at = text.find("{", end)
+    spans = json_objects(done.stdout)
     jobs = [s for s in spans if s.get("kind") == "SpanKind.INTERNAL"]
     assert jobs
     assert all(s["name"].startswith("begateway ") for s in jobs)

@@ -6,7 +6,6 @@ setting it in the past (the database's clock decides), never by sleeping.
 
 from __future__ import annotations
 
-import base64
 import json
 from typing import Any
 
@@ -17,7 +16,7 @@ import pytest
 import respx
 
 import begateway_async as bga
-from fakes import BASE, SECRET, SHOP_ID, ack, payment, sent_json, transaction
+from fakes import BASE, SECRET, SHOP_ID, ack, notification, payment, sent_json, transaction
 
 pytestmark = pytest.mark.anyio
 
@@ -298,12 +297,6 @@ def test_bad_arguments_name_the_field():
 async def hears_nothing(timeout: float) -> list[str] | None:
     """A listener that hears no wake-up (stands in for `PostgresJournal.woken`)."""
     await anyio.sleep_forever()
-
-
-def notification(tracking_id: str = "order-42") -> tuple[bytes, dict[str, str]]:
-    credentials = base64.b64encode(f"{SHOP_ID}:{SECRET}".encode()).decode()
-    body = json.dumps(transaction(tracking_id=tracking_id)).encode()
-    return body, {"authorization": f"Basic {credentials}", "content-type": "application/json"}
 
 
 async def test_a_notification_to_worker_b_resolves_the_job_awaited_on_worker_a(

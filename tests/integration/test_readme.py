@@ -13,7 +13,15 @@ from pathlib import Path
 import anyio
 import httpx
 import pytest
-from readme_helpers import QUICK, block_after, parent_and_token, run_script, shop_env
+from readme_helpers import (
+    QUICK,
+    block_after,
+    json_objects,
+    parent_and_token,
+    run_sample,
+    run_script,
+    shop_env,
+)
 from webhook_helpers import loopback_socket, serving
 
 from begateway_async.testing import spawn
@@ -21,11 +29,7 @@ from begateway_async.testing import spawn
 
 def test_the_intro_pays_one_payment(tmp_path: Path):
     """`pay.py`, the first sample, prints the payment's status and uid."""
-    script = tmp_path / "pay.py"
-    script.write_text(block_after("keeps the result for you to fetch"))
-    with spawn(QUICK) as url:
-        done = run_script(script, env=shop_env(url))
-    assert done.returncode == 0, done.stderr
+    done = run_sample(tmp_path, "pay.py", "keeps the result for you to fetch")
     status, uid = done.stdout.split()
     assert status == "successful"
     assert len(uid) > 8
@@ -143,17 +147,8 @@ def test_the_testing_sample_is_a_passing_test(tmp_path: Path):
 
 def test_the_observability_sample_prints_its_spans_its_event_and_its_log_line(tmp_path: Path):
     """`traced.py`: the job's span and its requests' on stdout, `Ended` too, the INFO line."""
-    script = tmp_path / "traced.py"
-    script.write_text(block_after("## Observability"))
-    with spawn(QUICK) as url:
-        done = run_script(script, env=shop_env(url))
-    assert done.returncode == 0, done.stderr
-    decoder, text, spans = json.JSONDecoder(), done.stdout, []
-    at = text.find("{")
-    while at != -1:
-        span, end = decoder.raw_decode(text, at)
-        spans.append(span)
-        at = text.find("{", end)
+    done = run_sample(tmp_path, "traced.py", "## Observability")
+    spans = json_objects(done.stdout)
     (job,) = [s for s in spans if s["name"] == "begateway payment"]
     assert job["attributes"]["begateway.outcome"] == "successful"
     requests = [s for s in spans if s["parent_id"] == job["context"]["span_id"]]
