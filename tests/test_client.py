@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 
 import anyio
+import anyio.lowlevel
 import httpx
 import pytest
 
 import begateway_async as bga
+from begateway_async.testing import DEMO_SHOPS, Simulator, SimulatorTransport, VirtualClock
 from fakes import BASE, SECRET, ack, payment, processing, transaction, unknown
 
 pytestmark = pytest.mark.anyio
@@ -652,3 +654,44 @@ async def test_a_wrong_timeout_is_refused_before_anything_is_sent(open_gateway, 
         with pytest.raises(bga.InvalidRequest, match="timeout"):
             await job.result(timeout)
         job.abandon()
+
+
+async def test_a_burst_of_submits_lets_the_loop_turn_between_slots_worth():
+    """A transport that never suspends (an app in process): a burst's submits do not run in one go.
+
+    Each submit holds its slot across a turn of the loop, so between two turns
+    of another task at most ``concurrent_submits`` submits are acknowledged;
+    before, all 64 went in the first turn, and every poll due meanwhile (and
+    every caller woken) waited behind them.
+    """
+    clock = VirtualClock()
+    simulator = Simulator(clock=clock)
+    acked = 0
+    seen: list[int] = []
+
+    async def one(gw: bga.Gateway, n: int) -> None:
+        nonlocal acked
+        await gw.submit(payment(100 + n, tracking_id=None))
+        acked += 1
+
+    async def probe() -> None:
+        while acked < 64:
+            seen.append(acked)
+            await anyio.lowlevel.checkpoint()
+
+    gateway = bga.Gateway(
+        "https://gw.test",
+        361,
+        DEMO_SHOPS["361"],
+        transport=SimulatorTransport(simulator),
+        clock=clock,
+        limits=bga.Limits(concurrent_submits=4),
+    )
+    with anyio.fail_after(10):
+        async with clock.autojump(), gateway as gw, anyio.create_task_group() as tg:
+            tg.start_soon(probe)
+            for n in range(64):
+                tg.start_soon(one, gw, n)
+    steps = [b - a for a, b in zip(seen, [*seen[1:], 64], strict=True)]
+    assert len(seen) > 64 // 4
+    assert max(steps) <= 4

@@ -17,6 +17,7 @@ import sys
 import uuid
 from typing import Any
 
+import anyio.lowlevel
 import attrs
 import httpx
 
@@ -318,7 +319,10 @@ class Submitter:
                 outcome, answer, reached = await self._attempt(entry, url, content, headers)
                 if not isinstance(outcome, p.Resend):
                     assert answer is not None  # noqa: S101 - a definite outcome had an answer
-                    return await self._definite(entry, outcome, answer, internal=internal)
+                    sent = await self._definite(entry, outcome, answer, internal=internal)
+                    if not internal:  # in process, a burst's submits would fill one loop turn:
+                        await anyio.lowlevel.cancel_shielded_checkpoint()  # yield, slot held
+                    return sent
                 last = outcome
                 uncertain |= reached
                 logger.debug(
