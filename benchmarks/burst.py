@@ -52,7 +52,8 @@ def options(name: str) -> dict[str, Any]:
 
     A named one, or comma-separated parts: ``w=X`` (``lag_weight``),
     ``backoff AxB`` (``adaptive=False``, ``first_delay`` x ``factor``),
-    ``submits=N`` (``concurrent_submits``).
+    ``submits=N`` (``concurrent_submits``), ``first=X`` and ``factor=X``
+    (the backoff's ``first_delay`` and ``factor``, the plan still adaptive).
     """
     if name in CONTENDERS:
         return CONTENDERS[name]
@@ -66,6 +67,10 @@ def options(name: str) -> dict[str, Any]:
             poll.update(adaptive=False, first_delay=float(first), factor=float(factor))
         elif part.startswith("submits="):
             limits["concurrent_submits"] = int(part[8:])
+        elif part.startswith("first="):
+            poll["first_delay"] = float(part[6:])
+        elif part.startswith("factor="):
+            poll["factor"] = float(part[7:])
         else:
             raise ValueError(f"unknown contender {name!r}")
     return {"poll": poll, "limits": limits}
@@ -174,7 +179,7 @@ def main(arguments: list[str]) -> int:
         help="contenders: "
         + ", ".join(CONTENDERS)
         + "; or parts joined by commas: w=X (lag_weight), 'backoff AxB' (first_delay x factor),"
-        " submits=N (concurrent_submits)",
+        " submits=N (concurrent_submits), first=X and factor=X (the backoff, still adaptive)",
     )
     parser.add_argument("--out", type=Path, default=HERE / "results" / "burst.json")
     parser.add_argument("--timeout", type=float, default=1200.0, help="seconds per run")

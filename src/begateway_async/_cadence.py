@@ -8,7 +8,10 @@ distribution per operation from the completions it sees (each known to lie
 between the last "processing" answer and the first final one), fits a
 lognormal to them, and serves offsets from the plan for the fitted
 distribution. Until it has seen enough completions, the caller's backoff
-policy decides.
+policy decides. While every task was polled about once (a young burst), the
+polls tell the median (given a spread) but not the spread: the plan is then
+fitted on the median with a sigma of 1 and is not `Cadence.settled` (the
+caller polls no later than its backoff would).
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ _GRID_HIGH: Final = 60.0
 _GRID_POINTS: Final = 240
 _T = TypeVar("_T")
 
-#: Completions needed before the learnt plan replaces the backoff policy.
+#: Completions needed before a plan replaces the backoff policy; as many of
+#: them seen running at one poll and done at the next before its spread is fitted.
 MIN_SAMPLES: Final = 30
 #: Observations weigh like a moving average over this many completions.
 MEMORY: Final = 2000
@@ -148,6 +152,7 @@ def fit_lognormal(
     *,
     completed_weight: float = 1.0,
     start: tuple[float, float] | None = None,
+    sigma: float | None = None,
 ) -> tuple[float, float]:
     """Fit a lognormal to completions known only between two polls, counting the tasks running.
 
@@ -169,6 +174,8 @@ def fit_lognormal(
         completed_weight: how many completions each entry of ``completed`` stands for.
         start: ``(mu, sigma)`` to start from; by default the completions'
             midpoints and a sigma of 1.
+        sigma: hold the spread at this value and fit the median alone (what
+            polls all made at about one time can tell).
 
     Returns:
         ``(mu, sigma)`` of ``log T``.
@@ -179,9 +186,11 @@ def fit_lognormal(
         points = [high if not math.isfinite(low) else (low + high) / 2 for low, high in completed]
         # From 1, not from the points' spread: what the polls cannot tell apart
         # (the spread, while every task was polled about as often) stays near it.
-        mu, sigma = sum(points) / len(points), 1.0
+        mu, spread = sum(points) / len(points), 1.0
     else:
-        mu, sigma = start
+        mu, spread = start
+    if sigma is not None:
+        spread = sigma
     for _ in range(40):
         first = second = 0.0
         for low, high in completed:
@@ -189,35 +198,50 @@ def fit_lognormal(
                 first += cw * high
                 second += cw * high * high
             else:
-                m1, m2 = _moments(low, high, mu, sigma)
+                m1, m2 = _moments(low, high, mu, spread)
                 first += cw * m1
                 second += cw * m2
         for c in running:
-            m1, m2 = _moments(c, math.inf, mu, sigma)
+            m1, m2 = _moments(c, math.inf, mu, spread)
             first += rw * m1
             second += rw * m2
         new_mu = first / n
-        new_sigma = max(math.sqrt(max(second / n - new_mu * new_mu, 0.0)), 0.05)
-        converged = abs(new_mu - mu) < 1e-4 and abs(new_sigma - sigma) < 1e-4  # noqa: PLR2004
-        mu, sigma = new_mu, new_sigma
+        new_spread = max(math.sqrt(max(second / n - new_mu * new_mu, 0.0)), 0.05)
+        if sigma is not None:
+            new_spread = sigma
+        converged = abs(new_mu - mu) < 1e-4 and abs(new_spread - spread) < 1e-4  # noqa: PLR2004
+        mu, spread = new_mu, new_spread
         if converged:
             break
-    return mu, sigma
+    return mu, spread
 
 
 class _Fit:
     """The recent completions of one operation and the plan fitted to them."""
 
-    __slots__ = ("after", "completed", "count", "grid", "median", "refit_at")
+    __slots__ = ("after", "completed", "count", "grid", "median", "refit_at", "seen", "settled")
 
     def __init__(self) -> None:
         #: ``(log lower, log upper)`` of each recent completion.
         self.completed: collections.deque[tuple[float, float]] = collections.deque(maxlen=MEMORY)
         self.count = 0
+        #: How many of `completed` were seen running before (a finite lower bound).
+        self.seen = 0
         self.median = 0.0
         self.grid: Sequence[float] = ()
         self.after: Sequence[float] = ()
         self.refit_at = MIN_SAMPLES
+        #: Whether the plan's spread was fitted too (else only its median, see `Cadence`).
+        self.settled = False
+
+    def add(self, lower: float, upper: float) -> None:
+        """Keep one completion (logs of its bounds), forgetting the oldest past `MEMORY`."""
+        completed = self.completed
+        if len(completed) == completed.maxlen and completed[0][0] > -math.inf:
+            self.seen -= 1
+        completed.append((lower, upper))
+        self.seen += lower > -math.inf
+        self.count += 1
 
 
 #: The most completions, and still-running tasks, a refit looks at (a
@@ -239,8 +263,9 @@ class Cadence:
 
     Args:
         lag_weight: what one median of detection lag is worth in polls; higher
-            polls more often (``4`` gives about 3.5 requests per job at a lag
-            p50 of about 0.4 medians on lognormal times with sigma 1).
+            polls more often (followed from the start on lognormal times with
+            sigma 1, ``4`` spends 3.5 requests per job, the submit included, for
+            a lag p50 of 0.43 medians; ``8`` 4.1 for 0.31).
         running: for an operation, how long (seconds) each of its tasks still
             running has been seen running; the fit needs them (see `fit_lognormal`).
         min_gap: the shortest gap between two polls of one job, in seconds.
@@ -248,7 +273,7 @@ class Cadence:
 
     def __init__(
         self,
-        lag_weight: float = 8.0,
+        lag_weight: float = 6.0,
         *,
         running: Callable[[str], Sequence[float]] = lambda _: (),
         min_gap: float = 0.05,
@@ -265,35 +290,40 @@ class Cadence:
         fit = self._fits.get(key)
         if fit is None:
             fit = self._fits[key] = _Fit()
-        fit.completed.append((math.log(lower) if lower > 0 else -math.inf, math.log(upper)))
-        fit.count += 1
-        if fit.count >= fit.refit_at:
-            fit.refit_at = min(fit.count * 2, fit.count + 1000)
+        fit.add(math.log(lower) if lower > 0 else -math.inf, math.log(upper))
+        if fit.count >= fit.refit_at or (not fit.settled and lower > 0 and fit.seen == MIN_SAMPLES):
             self._refit(key, fit)
 
     def _refit(self, key: str, fit: _Fit) -> None:
         running = [math.log(t) for t in self._running(key) if t > 0]
-        seen_running = sum(1 for low, _ in fit.completed if low > -math.inf)
-        if not fit.grid and (len(running) > 3 * len(fit.completed) or seen_running < MIN_SAMPLES):
-            # Early in a burst only the fastest quarter has finished, or every
-            # task was polled once: a single poll time tells how many finished
-            # before it, not how spread the times are. Too little to plan on
-            # yet (the backoff goes on); look again a little later.
-            fit.refit_at = fit.count + max(10, fit.count // 4)
-            return
         completed, completed_weight = _sample(fit.completed)
-        running, running_weight = _sample(running)
-        # From the last fit's median (fewer rounds), but sigma from 1 again: a
-        # spread the polls cannot tell must not drift from refit to refit.
-        start = (math.log(fit.median), 1.0) if fit.grid else None
-        mu, sigma = fit_lognormal(
-            completed, running, running_weight, completed_weight=completed_weight, start=start
-        )
+        sampled, running_weight = _sample(running)
+        settled = fit.seen >= MIN_SAMPLES and len(running) <= 3 * len(fit.completed)
+        if settled:
+            fit.refit_at = min(fit.count * 2, fit.count + 1000)
+            # From the last fit's median (fewer rounds), but sigma from 1 again:
+            # a spread the polls cannot tell must not drift from refit to refit.
+            start = (math.log(fit.median), 1.0) if fit.grid else None
+            mu, sigma = fit_lognormal(
+                completed, sampled, running_weight, completed_weight=completed_weight, start=start
+            )
+        else:
+            # Early in a burst every task was polled about once, at about one
+            # time, or only the fastest quarter has finished: that tells how
+            # many finished before the poll (so the median, given a spread),
+            # not how spread the times are. Plan on the median with a sigma of
+            # 1, never polling later than the backoff would (`settled`), and
+            # look again soon.
+            fit.refit_at = fit.count + max(10, fit.count // 4)
+            mu, sigma = fit_lognormal(
+                completed, sampled, running_weight, completed_weight=completed_weight, sigma=1.0
+            )
         if not (math.isfinite(mu) and math.isfinite(sigma) and abs(mu) < 50):  # noqa: PLR2004
             return  # nothing sensible to plan on: keep the previous plan
         rounded = round(min(max(sigma, 0.05), 3.0) * 20) / 20
         fit.grid, fit.after = _standard_policy(rounded, self.lag_weight)
         fit.median = math.exp(mu)
+        fit.settled = settled
 
     def next_offset(self, key: str, elapsed: float) -> float | None:
         """When to poll a task of ``key`` last seen running ``elapsed`` seconds after creation.
@@ -310,6 +340,11 @@ class Cadence:
         if not math.isfinite(following):
             return None
         return max(following * fit.median, elapsed + self.min_gap)
+
+    def settled(self, key: str) -> bool:
+        """Whether the plan of ``key`` rests on a fitted spread (else: not after the backoff)."""
+        fit = self._fits.get(key)
+        return fit is not None and fit.settled
 
     def median(self, key: str) -> float | None:
         """The fitted median processing time of ``key``, once learnt."""

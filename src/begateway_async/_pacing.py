@@ -79,7 +79,10 @@ class Pacing:
             offset = cadence.next_offset(operation, elapsed)
             if offset is not None and math.isfinite(offset):
                 gap = min(max(offset - elapsed, cadence.min_gap), policy.max_delay)
-                return gap * (1.0 + policy.jitter / 4 * (2.0 * self._rng.random() - 1.0))
+                gap *= 1.0 + policy.jitter / 4 * (2.0 * self._rng.random() - 1.0)
+                if cadence.settled(operation):
+                    return gap
+                return min(gap, policy.delay(polls, self._rng))  # a plan on the median alone
         return policy.delay(polls, self._rng)
 
     def learn(
