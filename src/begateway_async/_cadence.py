@@ -206,8 +206,9 @@ def fit_lognormal(
             first += rw * m1
             second += rw * m2
         new_mu = first / n
-        new_spread = max(math.sqrt(max(second / n - new_mu * new_mu, 0.0)), 0.05)
-        if sigma is not None:
+        if sigma is None:
+            new_spread = max(math.sqrt(max(second / n - new_mu * new_mu, 0.0)), 0.05)
+        else:
             new_spread = sigma
         converged = abs(new_mu - mu) < 1e-4 and abs(new_spread - spread) < 1e-4  # noqa: PLR2004
         mu, spread = new_mu, new_spread
@@ -304,9 +305,7 @@ class Cadence:
             # From the last fit's median (fewer rounds), but sigma from 1 again:
             # a spread the polls cannot tell must not drift from refit to refit.
             start = (math.log(fit.median), 1.0) if fit.grid else None
-            mu, sigma = fit_lognormal(
-                completed, sampled, running_weight, completed_weight=completed_weight, start=start
-            )
+            held = None
         else:
             # Early in a burst every task was polled about once, at about one
             # time, or only the fastest quarter has finished: that tells how
@@ -315,9 +314,15 @@ class Cadence:
             # 1, never polling later than the backoff would (`settled`), and
             # look again soon.
             fit.refit_at = fit.count + max(10, fit.count // 4)
-            mu, sigma = fit_lognormal(
-                completed, sampled, running_weight, completed_weight=completed_weight, sigma=1.0
-            )
+            start, held = None, 1.0
+        mu, sigma = fit_lognormal(
+            completed,
+            sampled,
+            running_weight,
+            completed_weight=completed_weight,
+            start=start,
+            sigma=held,
+        )
         if not (math.isfinite(mu) and math.isfinite(sigma) and abs(mu) < 50):  # noqa: PLR2004
             return  # nothing sensible to plan on: keep the previous plan
         rounded = round(min(max(sigma, 0.05), 3.0) * 20) / 20
