@@ -143,7 +143,7 @@ def test_a_burst_seen_at_one_poll_time_is_planned_on_its_median_alone():
 
 
 def _pacing(running: list[float]) -> Pacing:
-    policy = bga.PollPolicy(jitter=0.0)
+    policy = bga.PollPolicy(jitter=0.0, lag_weight=6.0)
     return Pacing(policy, None, random.Random(1), lambda _: running)
 
 
@@ -192,9 +192,11 @@ async def test_adaptive_polls_fewer_times_for_slow_banks():
         return polls, lag
 
     learnt_polls, learnt_lag = await run(adaptive=True)
-    blind_polls, _ = await run(adaptive=False)
-    assert learnt_polls < 0.6 * blind_polls
-    assert learnt_lag < 0.5 * 20.0  # and it still notices within half a median
+    blind_polls, blind_lag = await run(adaptive=False)
+    # Aiming at the default 0.25 s, the plan's weight stops at its cap (64): a
+    # slow bank is polled less, and noticed sooner, than on the backoff.
+    assert learnt_polls < 0.8 * blind_polls
+    assert learnt_lag < 0.5 * blind_lag
 
 
 @pytest.mark.anyio
@@ -230,24 +232,24 @@ async def test_the_cadence_counts_from_the_acknowledgement_not_the_queue():
 
 
 @pytest.mark.anyio
-async def test_a_young_burst_is_polled_on_the_plan_from_its_first_answers():
-    """A burst of 400 at once (lognormal, median 0.5 s, sigma 1): planned on from the first answers.
+@pytest.mark.parametrize("median", [0.2, 0.5])
+async def test_a_young_burst_is_polled_on_the_plan_from_its_first_answers(median: float):
+    """A burst of 2 000 at once (lognormal, sigma 1): planned on from its scouts' first answers.
 
-    The plan used to wait for 30 tasks seen running at one poll and done at
-    the next; by then two thirds of a burst had finished on the backoff. On
-    the same draws, the default now notices sooner than the backoff alone,
-    and spends under 0.85 times the requests of a naive poller (0.5 s
-    sleeps, status then result) at about its lag p50 (within 5 %: 400 jobs
-    in Trio's random order move it by a few percent; `benchmarks/burst.py`
-    measures the lead on 2 000).
+    Nothing is known when the burst starts: one job in eight polls early
+    (`Pacing.first`), and the plan learnt from them sets the first poll of
+    the others. On the same draws, the default notices sooner than the
+    backoff alone and than a naive poller (0.5 s sleeps, status then result),
+    for under 0.85 times its requests. Before the scouts, every first poll
+    came at the backoff's 0.6 s: at a median of 0.2 s, 0.1 s behind naive's.
     """
 
     async def run(**poll: object) -> tuple[float, float, list[float]]:
         clock = VirtualClock()
-        simulator = Simulator(clock=clock, processing={"*": LogNormal(0.5, 1.0)}, seed=21)
+        simulator = Simulator(clock=clock, processing={"*": LogNormal(median, 1.0)}, seed=21)
         gateway = _gateway(simulator, clock, 4, poll=bga.PollPolicy(**poll))
         async with clock.autojump(), gateway as gw, anyio.create_task_group() as tg:
-            for n in range(400):
+            for n in range(2000):
                 tg.start_soon(_submit_and_wait, gw, n)
         stats = list(simulator.stats.jobs.values())
         requests = sum(simulator.stats.requests.values()) / len(stats)
@@ -260,7 +262,7 @@ async def test_a_young_burst_is_polled_on_the_plan_from_its_first_answers():
     naive_lag = statistics.median(math.ceil(t / 0.5) * 0.5 - t for t in times)
     assert lag < backoff_lag
     assert requests < 0.85 * naive_requests
-    assert lag <= 1.05 * naive_lag
+    assert lag < naive_lag
 
 
 async def _submit_and_wait(gw: bga.Gateway, n: int) -> None:

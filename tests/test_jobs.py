@@ -242,6 +242,8 @@ def test_gateway_arguments_are_validated():
         (lambda: bga.Gateway(BASE, 1, SECRET, poll={"factor": 2}), "poll"),
         (lambda: bga.Gateway(BASE, 1, SECRET, api_version=4), "api_version"),
         (lambda: bga.PollPolicy(factor=0.5), "PollPolicy.factor"),
+        (lambda: bga.PollPolicy(target_lag=0), "PollPolicy.target_lag"),
+        (lambda: bga.PollPolicy(lag_weight=-1.0), "PollPolicy.lag_weight"),
         (lambda: bga.Limits(polls_per_host=0), "Limits.polls_per_host"),
     ]
     for build, field in cases:

@@ -3,7 +3,10 @@
 A blind poller pays for promptness in requests. Given the distribution of
 processing times, the best plan of poll offsets (from the task's creation)
 minimises ``E[polls] + weight * E[lag] / median`` — solved here by dynamic
-programming over a geometric time grid (`plan`). `Cadence` learns that
+programming over a geometric time grid (`plan`). The weight is either
+given, or solved per fitted distribution so that the plan's expected lag is
+a target in seconds (`weight_for`): what a merchant waiting on a payment
+feels is seconds, whatever the bank's median. `Cadence` learns that
 distribution per operation from the completions it sees (each known to lie
 between the last "processing" answer and the first final one), fits a
 lognormal to them, and serves offsets from the plan for the fitted
@@ -23,7 +26,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Final, TypeVar
 
-__all__ = ["Cadence", "fit_lognormal", "lognormal_cdf", "plan", "policy"]
+__all__ = ["Cadence", "fit_lognormal", "lognormal_cdf", "plan", "plan_lag", "policy", "weight_for"]
 
 #: Grid of the plan, in multiples of the median: from 1/50 to 60 medians.
 _GRID_LOW: Final = 0.02
@@ -94,9 +97,8 @@ def policy(
     return grid, after
 
 
-def plan(cdf: Callable[[float], float], weight: float) -> list[float]:
-    """The optimal poll offsets from a task's creation: `policy` followed from 0."""
-    grid, after = policy(cdf, weight)
+def _follow(grid: Sequence[float], after: Sequence[float]) -> list[float]:
+    """The poll offsets of a `policy` followed from 0."""
     offsets: list[float] = []
     here = 0.0
     while math.isfinite(here):
@@ -106,6 +108,11 @@ def plan(cdf: Callable[[float], float], weight: float) -> list[float]:
         if len(offsets) > len(grid):  # pragma: no cover - after[] always moves forward
             break
     return offsets
+
+
+def plan(cdf: Callable[[float], float], weight: float) -> list[float]:
+    """The optimal poll offsets from a task's creation: `policy` followed from 0."""
+    return _follow(*policy(cdf, weight))
 
 
 @functools.lru_cache(maxsize=256)
@@ -143,6 +150,49 @@ def _moments(low: float, high: float, mu: float, sigma: float) -> tuple[float, f
     mean = mu + sigma * shift
     variance = sigma * sigma * max(1.0 + (apa - bpb) / mass - shift * shift, 0.0)
     return mean, variance + mean * mean
+
+
+#: The weights `weight_for` chooses from: ``2 ** (k / 8)`` from 1/4 to 64.
+#: Below 1/4 a plan is one poll at about two medians whatever the weight; above
+#: 64 (8.5 requests per job, a lag of 0.11 medians on sigma 1) a slow
+#: operation (3-D Secure at minutes) would be polled many times a minute.
+WEIGHTS: Final = tuple(math.pow(2.0, k / 8) for k in range(-16, 49))
+
+
+@functools.lru_cache(maxsize=2048)
+def plan_lag(sigma: float, weight: float) -> float:
+    """Expected detection lag, in medians, of the plan for a lognormal of spread ``sigma``.
+
+    The plan is followed from 0; the mass past its last offset (past 60
+    medians, where the backoff decides) is left out.
+    """
+    # E[T; T <= t] = exp(sigma^2 / 2) * Phi((ln t - sigma^2) / sigma) for median 1.
+    scale = math.exp(sigma * sigma / 2)
+    lag = previous_cdf = previous_partial = 0.0
+    for offset in _follow(*_standard_policy(sigma, weight)):
+        z = math.log(offset) / sigma
+        cdf = 1.0 - _above(z)
+        partial = scale * (1.0 - _above(z - sigma))
+        lag += offset * (cdf - previous_cdf) - (partial - previous_partial)
+        previous_cdf, previous_partial = cdf, partial
+    return lag
+
+
+def weight_for(sigma: float, lag: float) -> float:
+    """The least weight of `WEIGHTS` whose plan's expected lag is at most ``lag`` medians.
+
+    Fewest requests for the promptness asked; the largest weight when none is that prompt.
+    """
+    low, high = 0, len(WEIGHTS) - 1
+    if plan_lag(sigma, WEIGHTS[high]) > lag:
+        return WEIGHTS[high]
+    while low < high:  # the lag falls as the weight grows
+        middle = (low + high) // 2
+        if plan_lag(sigma, WEIGHTS[middle]) <= lag:
+            high = middle
+        else:
+            low = middle + 1
+    return WEIGHTS[low]
 
 
 def fit_lognormal(
@@ -220,7 +270,17 @@ def fit_lognormal(
 class _Fit:
     """The recent completions of one operation and the plan fitted to them."""
 
-    __slots__ = ("after", "completed", "count", "grid", "median", "refit_at", "seen", "settled")
+    __slots__ = (
+        "after",
+        "completed",
+        "count",
+        "grid",
+        "median",
+        "refit_at",
+        "seen",
+        "settled",
+        "weight",
+    )
 
     def __init__(self) -> None:
         #: ``(log lower, log upper)`` of each recent completion.
@@ -229,6 +289,8 @@ class _Fit:
         #: How many of `completed` were seen running before (a finite lower bound).
         self.seen = 0
         self.median = 0.0
+        #: The lag weight of the plan.
+        self.weight = 0.0
         self.grid: Sequence[float] = ()
         self.after: Sequence[float] = ()
         self.refit_at = MIN_SAMPLES
@@ -266,7 +328,11 @@ class Cadence:
         lag_weight: what one median of detection lag is worth in polls; higher
             polls more often (followed from the start on lognormal times with
             sigma 1, ``4`` spends 3.5 requests per job, the submit included, for
-            a lag p50 of 0.43 medians; ``8`` 4.1 for 0.31).
+            a lag p50 of 0.43 medians; ``8`` 4.1 for 0.31). None: the least
+            weight of `WEIGHTS` whose plan's expected lag is ``target_lag``
+            seconds or less, solved at each fit.
+        target_lag: the expected detection lag, in seconds, that the weight
+            is solved for when ``lag_weight`` is None.
         running: for an operation, how long (seconds) each of its tasks still
             running has been seen running; the fit needs them (see `fit_lognormal`).
         min_gap: the shortest gap between two polls of one job, in seconds.
@@ -274,12 +340,14 @@ class Cadence:
 
     def __init__(
         self,
-        lag_weight: float = 6.0,
+        lag_weight: float | None = None,
         *,
+        target_lag: float = 0.25,
         running: Callable[[str], Sequence[float]] = lambda _: (),
         min_gap: float = 0.05,
     ) -> None:
         self.lag_weight = lag_weight
+        self.target_lag = target_lag
         self.min_gap = min_gap
         self._running = running
         self._fits: dict[str, _Fit] = {}
@@ -326,8 +394,13 @@ class Cadence:
         if not (math.isfinite(mu) and math.isfinite(sigma) and abs(mu) < 50):  # noqa: PLR2004
             return  # nothing sensible to plan on: keep the previous plan
         rounded = round(min(max(sigma, 0.05), 3.0) * 20) / 20
-        fit.grid, fit.after = _standard_policy(rounded, self.lag_weight)
-        fit.median = math.exp(mu)
+        median = math.exp(mu)
+        weight = self.lag_weight
+        if weight is None:
+            weight = weight_for(rounded, self.target_lag / median)
+        fit.grid, fit.after = _standard_policy(rounded, weight)
+        fit.median = median
+        fit.weight = weight
         fit.settled = settled
 
     def next_offset(self, key: str, elapsed: float) -> float | None:
@@ -355,3 +428,8 @@ class Cadence:
         """The fitted median processing time of ``key``, once learnt."""
         fit = self._fits.get(key)
         return fit.median if fit is not None and fit.grid else None
+
+    def weight(self, key: str) -> float | None:
+        """The lag weight of the plan of ``key``, once there is one."""
+        fit = self._fits.get(key)
+        return fit.weight if fit is not None and fit.grid else None

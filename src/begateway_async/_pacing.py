@@ -10,15 +10,22 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Sequence
+from typing import Final
 
 from ._cadence import Cadence
 from ._config import PollPolicy
 from ._protocol import Completed, Done, Failed, PollOutcome, Processing
+from ._registry import Tracked
 
-__all__ = ["NOT_SEEN", "Pacing", "resend_delay"]
+__all__ = ["NOT_SEEN", "SCOUTS", "Pacing", "resend_delay"]
 
 #: ``running_at`` of a job whose start was not seen here (resumed, replayed): it teaches nothing.
 NOT_SEEN = -1.0
+#: While nothing is learnt of an operation, this many of its jobs poll early
+#: (see `Pacing.first`): about eight times the completions a plan needs, one
+#: job in `SCOUT_EVERY` (so a few jobs alone keep the backoff's first poll).
+SCOUTS: Final = 256
+SCOUT_EVERY: Final = 8
 
 
 class Pacing:
@@ -33,7 +40,7 @@ class Pacing:
             seen running (seconds after creation); the cadence's fit needs them.
     """
 
-    __slots__ = ("_cadence", "_rng", "poll", "webhook_poll")
+    __slots__ = ("_cadence", "_rng", "_scouted", "poll", "webhook_poll")
 
     def __init__(
         self,
@@ -45,7 +52,68 @@ class Pacing:
         self.poll = poll
         self.webhook_poll = webhook_poll
         self._rng = rng
-        self._cadence = Cadence(poll.lag_weight, running=running) if poll.adaptive else None
+        self._cadence = (
+            Cadence(poll.lag_weight, target_lag=poll.target_lag, running=running)
+            if poll.adaptive
+            else None
+        )
+        #: Per operation with no plan yet, how many of its jobs were started.
+        self._scouted: dict[str, int] = {}
+
+    def first(self, tracked: Tracked, delay: float) -> tuple[float, float | None]:
+        """When a new job first polls, or first looks whether a plan came (see `look`).
+
+        While nothing is learnt of the job's operation (a burst's first jobs
+        all start so), the backoff's ``delay`` would poll every one of them
+        at about one time, before anything was learnt. Instead one job in
+        `SCOUT_EVERY`, `SCOUTS` at most, polls on a ladder from an eighth of
+        ``delay`` up to it: what these scouts find plans the others. Each of
+        the others looks at half of ``delay`` whether a plan came meanwhile,
+        and polls on it if so (never later than ``delay``).
+
+        Returns:
+            ``(wait, hold)``: seconds to the first poll (``hold`` None), or
+            to the first look, with ``hold`` seconds to the backoff's first poll.
+        """
+        cadence = self._cadence
+        operation = tracked.job.operation
+        if cadence is None or tracked.notified or cadence.median(operation) is not None:
+            return delay, None
+        started = self._scouted[operation] = self._scouted.get(operation, 0) + 1
+        if started % SCOUT_EVERY == 0 and started <= SCOUTS * SCOUT_EVERY:
+            return delay * 8.0 ** (started / (SCOUTS * SCOUT_EVERY) - 1.0), None
+        return delay / 2, delay
+
+    def look(self, tracked: Tracked, elapsed: float, now: float) -> tuple[float, float | None]:
+        """At a look of a job never polled (`Tracked.hold` set), ``now`` on the monotonic clock.
+
+        Returns:
+            ``(wait, hold)``: seconds until its first poll (0: now), the
+            plan's first offset if a plan came, never after the backoff's; else
+            half of what is left to the backoff's, to look again then (``hold``
+            kept), until that is under two `Cadence.min_gap`.
+        """
+        assert tracked.hold is not None  # noqa: S101 - only jobs that look
+        left = tracked.hold - now
+        cadence = self._cadence
+        offset = cadence.next_offset(tracked.job.operation, 0.0) if cadence is not None else None
+        if offset is not None:
+            return min(max(offset - elapsed, 0.0), left), None
+        if cadence is not None and left > 2 * cadence.min_gap:
+            return left / 2, tracked.hold
+        return max(left, 0.0), None
+
+    def after(self, tracked: Tracked, elapsed: float, retry_after: float | None) -> float:
+        """Seconds until the next poll of ``tracked``, ``elapsed`` s after its start (`delay`)."""
+        job = tracked.job
+        return self.delay(
+            job.operation,
+            polls=job.polls,
+            elapsed=elapsed,
+            notified=tracked.notified,
+            retry_after=retry_after,
+            failures=tracked.failures,
+        )
 
     def delay(
         self,

@@ -48,10 +48,13 @@ class Tracked:
         journal_key: its journal entry's key; None for the library's own queries.
         lost_reply: an earlier poll may have reached the gateway and lost its reply.
         failures: passing failures in a row (the backoff's count).
+        hold: while it waits to look whether a plan came before its first poll
+            (see `Pacing.first`), when (monotonic) the backoff would poll it.
     """
 
     __slots__ = (
         "failures",
+        "hold",
         "job",
         "journal_key",
         "lost_reply",
@@ -71,6 +74,7 @@ class Tracked:
         journal_key: str | None,
         started: float | None = None,
     ) -> None:
+        self.hold: float | None = None
         self.job = job
         self.started = job.created_at if started is None else started
         self.url = url

@@ -197,9 +197,13 @@ class Tracker:
         # Picked up again, it may have been polled by a process that died
         # before journalling the answer: that answer may be gone (one-shot).
         tracked.lost_reply = resumed
-        delay = 0.0 if sent.completed or resumed else self._delay(tracked, None)
+        now = self._timebase.monotonic()
+        delay, hold = 0.0, None
+        if not (sent.completed or resumed):
+            delay, hold = self._pacing.first(tracked, self._pacing.after(tracked, 0.0, None))
+        tracked.hold = None if hold is None else now + hold
         self.registry.add(tracked)
-        self._scheduler.schedule(self._origin, self._timebase.monotonic() + delay, tracked)
+        self._scheduler.schedule(self._origin, now + delay, tracked)
         return job
 
     async def submit(self, entry: JournalEntry, *, notified: bool = False) -> Job[Any]:
@@ -268,6 +272,13 @@ class Tracker:
         job = tracked.job
         if not job.polling:
             return
+        if tracked.hold is not None:  # it looks whether a plan came (`Pacing.first`)
+            now = self._timebase.monotonic()
+            elapsed = self._timebase.time() - tracked.started
+            wait, tracked.hold = self._pacing.look(tracked, elapsed, now)
+            if wait > 0:
+                self._scheduler.schedule(self._origin, now + wait, tracked)
+                return
         job.polls += 1
         try:
             answer = await self._http.request("GET", tracked.url, subject=job)
@@ -352,7 +363,8 @@ class Tracker:
             tracked.lost_reply |= step.lost_reply
             if step.url is not None:
                 tracked.url = step.url
-            delay = 0.0 if step.now else self._delay(tracked, step.retry_after)
+            elapsed = self._timebase.time() - tracked.started
+            delay = 0.0 if step.now else self._pacing.after(tracked, elapsed, step.retry_after)
             due = self._timebase.monotonic() + delay
             if step.pause_host:
                 self._scheduler.pause(self._origin, due)
@@ -362,17 +374,6 @@ class Tracker:
         else:  # LookUp, in a task of its own: its query is polled by this same loop
             assert self._tg is not None  # noqa: S101 - polls run only inside `run`
             self._tg.start_soon(self._settle_lost_reply, tracked)
-
-    def _delay(self, tracked: Tracked, retry_after: float | None) -> float:
-        job = tracked.job
-        return self._pacing.delay(
-            job.operation,
-            polls=job.polls,
-            elapsed=self._timebase.time() - tracked.started,
-            notified=tracked.notified,
-            retry_after=retry_after,
-            failures=tracked.failures,
-        )
 
     def end(self, tracked: Tracked, value: Any = None, error: BaseException | None = None) -> bool:
         """End a pending job (it leaves the registry, then its waiters wake).

@@ -257,8 +257,9 @@ async def test_incomplete_followed_by_webhook_over_loopback(number: str, final: 
     ("number", "final"), [(CHALLENGE_OK, "successful"), (CHALLENGE_FAILS, "failed")]
 )
 async def test_incomplete_followed_by_status_query_over_loopback(number: str, final: str):
+    # Polls at 0.2 s and 0.5 s both fall in the 0.5 s a task ready by 0.4 s stays incomplete.
     quick = bga.PollPolicy(first_delay=0.2, factor=1.5, adaptive=False)
-    async with world() as (gw, simulator, _):
+    async with world(poll=quick) as (gw, simulator, _):
         tx = await gw.payment(payment(101, number, tracking_id="order-1"))
         assert tx.incomplete
         done = await gw.follow(tx, within=10.0, poll=quick)
