@@ -17,7 +17,7 @@ from ._config import PollPolicy
 from ._protocol import Completed, Done, Failed, PollOutcome, Processing
 from ._registry import Tracked
 
-__all__ = ["NOT_SEEN", "SCOUTS", "Pacing", "resend_delay"]
+__all__ = ["NOT_SEEN", "SCOUTS", "SCOUT_EVERY", "Pacing", "resend_delay"]
 
 #: ``running_at`` of a job whose start was not seen here (resumed, replayed): it teaches nothing.
 NOT_SEEN = -1.0
