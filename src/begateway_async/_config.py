@@ -49,13 +49,6 @@ def _positive(instance: object, attribute: attrs.Attribute[float], value: float)
         )
 
 
-def _positive_or_none(
-    instance: object, attribute: attrs.Attribute[float | None], value: float | None
-) -> None:
-    if value is not None:
-        _positive(instance, attribute, value)  # type: ignore[arg-type]
-
-
 def _non_negative(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
     if not (isinstance(value, int | float) and math.isfinite(value) and value >= 0):
         raise InvalidRequest(
@@ -135,7 +128,9 @@ class PollPolicy:
     status_first: bool = False
     adaptive: bool = True
     target_lag: float = attrs.field(default=0.25, validator=_positive)
-    lag_weight: float | None = attrs.field(default=None, validator=_positive_or_none)
+    lag_weight: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_positive)
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.factor < 1:
