@@ -8,6 +8,7 @@ import statistics
 import pytest
 
 import begateway_async as bga
+from begateway_async import _cadence
 from begateway_async._cadence import (
     MIN_SAMPLES,
     WEIGHTS,
@@ -64,6 +65,32 @@ def test_the_weight_is_the_least_that_reaches_the_target():
         assert index == 0 or plan_lag(1.0, WEIGHTS[index - 1]) > target
     assert weight_for(1.0, 1e-6) == WEIGHTS[-1]  # none is that prompt: the cap
     assert weight_for(1.0, 100.0) == WEIGHTS[0]
+
+
+def test_a_search_from_the_last_weight_finds_the_same_weight(monkeypatch: pytest.MonkeyPatch):
+    """`weight_for(..., near)`: the least prompt-enough weight, from any rung, in fewer plans."""
+    plans: list[float] = []
+    real = _cadence.plan_lag
+
+    def counted(sigma: float, weight: float) -> float:
+        plans.append(weight)
+        return real(sigma, weight)
+
+    monkeypatch.setattr(_cadence, "plan_lag", counted)
+    for sigma, target in ((1.0, 0.3), (0.5, 0.05), (1.5, 2.0), (1.0, 1e-6), (1.0, 100.0)):
+        plans.clear()
+        cold = weight_for(sigma, target)
+        for near in (WEIGHTS[0], WEIGHTS[20], cold, WEIGHTS[-1]):
+            plans.clear()
+            assert weight_for(sigma, target, near) == cold
+            if near == cold:
+                assert len(plans) <= 2  # the same rung: it and the one below (or above)
+    plans.clear()
+    chosen = weight_for(1.0, 0.3)
+    bisection = len(plans)
+    plans.clear()
+    assert weight_for(1.0, 0.3, WEIGHTS[WEIGHTS.index(chosen) + 1]) == chosen
+    assert len(plans) <= 3 < bisection  # one rung off: three plans at most
 
 
 def test_the_lag_target_is_in_seconds_whatever_the_median():

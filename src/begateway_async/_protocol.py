@@ -49,7 +49,7 @@ import functools
 import math
 from collections.abc import Mapping
 from typing import Any, Final
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import attrs
 
@@ -240,6 +240,8 @@ def resolve_url(url: object, base_url: str) -> str | None:
     """
     if not isinstance(url, str) or not url:
         return None
+    if url.startswith(_root(base_url)):  # the gateway's own origin, written as its base URL is
+        return url
     try:
         absolute = (
             urljoin(base_url + "/", url)
@@ -257,6 +259,13 @@ def resolve_url(url: object, base_url: str) -> str | None:
 
 #: The gateway's own origin, parsed once per base URL (not once per answer).
 _base_origin = functools.lru_cache(maxsize=16)(origin_of)
+
+
+@functools.lru_cache(maxsize=16)
+def _root(base_url: str) -> str:
+    """``scheme://host[:port]/`` of a base URL as written (it carries no user info)."""
+    parts = urlsplit(base_url)
+    return f"{parts.scheme}://{parts.netloc}/"
 
 
 def _decode(body: bytes) -> tuple[bool, Any]:
