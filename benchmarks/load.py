@@ -21,6 +21,7 @@ import json
 import math
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -118,6 +119,8 @@ def label(row: dict[str, Any]) -> str:
             parts.append(f"backoff {poll.get('first_delay', 0.6):g}x{poll.get('factor', 1.35):g}")
         elif "lag_weight" in poll:
             parts.append(f"adaptive w={poll['lag_weight']:g}")
+        elif "target_lag" in poll:
+            parts.append(f"target_lag {poll['target_lag']:g} s")
         if options.get("journal"):
             parts.append("SQLite journal")
         name = "ours" + (f" ({', '.join(parts)})" if parts else "")
@@ -129,13 +132,14 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     """The results as a markdown table."""
     header = (
         "| contender | N | req/job | lag p50 s (×proc) | lag p99 s (×proc) | CPU ms/job | "
-        "peak RSS MiB | peak pending | jobs/s | wall s | errors |\n"
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        "CPU µs/req | peak RSS MiB | peak pending | jobs/s | wall s | errors |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     lines = [
         f"| {label(r)} | {r['n']} | {r['requests_per_job']:.2f} | "
         f"{r['lag_p50_s']:.3f} ({r['lag_p50_fraction']:.2f}) | "
         f"{r['lag_p99_s']:.3f} ({r['lag_p99_fraction']:.2f}) | {r['cpu_ms_per_job']:.3f} | "
+        f"{1000 * r['cpu_ms_per_job'] / r['requests_per_job']:.0f} | "
         f"{r['peak_rss_mib']:.0f} | {r['peak_pending']} | {r['jobs_per_s']:.0f} | "
         f"{r['wall_s']:.1f} | {r['errors'] + r['n'] - r['completed']} |"
         for r in rows
@@ -165,6 +169,8 @@ def plan_runs(
         ]
     for n in sizes:
         runs += [("ours", n, {"http": "httpx"}), ("ours", n, {"http": "aiohttp"})]
+        # About the requests per job of the cadence before the lag target (lag_weight 8).
+        runs.append(("ours", n, {"http": "aiohttp", "poll": {"target_lag": 0.5}}))
         runs.append(("ours", n, {"http": "aiohttp", "journal": True}))
         if n > 20_000:  # the baselines would take too long
             continue
@@ -278,6 +284,22 @@ def plots(rows: list[dict[str, Any]], directory: Path) -> list[str]:
     return written
 
 
+def _medians(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per contender and N: each figure the median of its rounds (first-seen order)."""
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault((label(run), run["n"]), []).append(run)
+    rows = []
+    for same in groups.values():
+        row = dict(same[0])
+        for key, value in row.items():
+            if isinstance(value, float):
+                row[key] = statistics.median(run[key] for run in same)
+        row["rounds"] = len(same)
+        rows.append(row)
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run")
@@ -289,6 +311,10 @@ def main() -> int:
     parser.add_argument(
         "--only", nargs="+", default=None, help="run only the rows whose label is one of these"
     )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="interleaved rounds; a row is their median"
+    )
+    parser.add_argument("--name", default=None, help="output file name (default: load or quick)")
     args = parser.parse_args()
     sizes = args.sizes or ([200] if args.quick else [1_000, 10_000, 100_000])
     sigma = math.log(args.p99 / args.median) / 2.3263478740408408
@@ -298,16 +324,20 @@ def main() -> int:
     if args.only:
         runs = [run for run in runs if label({"contender": run[0], "options": run[2]}) in args.only]
     started = time.perf_counter()
-    for i, (contender, n, options) in enumerate(runs, 1):
-        print(
-            f"[{i}/{len(runs)}] {contender} N={n} {json.dumps(options)}",
-            file=sys.stderr,
-            flush=True,
-        )
-        try:
-            rows.append(run_one(contender, n, options, args.median, args.p99, args.timeout))
-        except subprocess.SubprocessError as exc:
-            print(f"    failed: {exc}", file=sys.stderr)
+    done: list[dict[str, Any]] = []
+    total = len(runs) * args.rounds
+    for r in range(args.rounds):
+        for i, (contender, n, options) in enumerate(runs, 1):
+            print(
+                f"[{r * len(runs) + i}/{total}] {contender} N={n} {json.dumps(options)}",
+                file=sys.stderr,
+                flush=True,
+            )
+            try:
+                done.append(run_one(contender, n, options, args.median, args.p99, args.timeout))
+            except subprocess.SubprocessError as exc:
+                print(f"    failed: {exc}", file=sys.stderr)
+    rows = _medians(done) if args.rounds > 1 else done
     result = {
         "machine": {
             "python": platform.python_version(),
@@ -322,9 +352,11 @@ def main() -> int:
         },
         "quick": args.quick,
         "elapsed_s": time.perf_counter() - started,
+        "rounds": args.rounds,
         "rows": rows,
+        **({"runs": done} if args.rounds > 1 else {}),
     }
-    name = "quick" if args.quick else "load"
+    name = args.name or ("quick" if args.quick else "load")
     (args.out / f"{name}.json").write_text(json.dumps(result, indent=1))
     table = markdown(rows)
     (args.out / f"{name}.md").write_text(table)
