@@ -78,12 +78,20 @@ def test_three_hosts_one_killed_every_line_once_nothing_paid_twice(
         for i in range(HOSTS):
             command = [*base, "--out", str(tmp_path / f"host{i}.jsonl"), "--lease", "3"]
             command += ["--concurrency", "60"]
-            hosts.append(subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL))  # noqa: S603
+            with (tmp_path / f"host{i}.err").open("wb") as errors:
+                hosts.append(subprocess.Popen(command, env=env, stderr=errors))  # noqa: S603
+            if i == 0:
+                # The host to kill is at work (an answer served) before the others
+                # start: on a busy machine it could otherwise still be starting
+                # when the others have served a quarter, and hold nothing.
+                tripwire.arm(1)
+                assert tripwire.tripped.wait(timeout=120)
         tripwire.arm(count // 4)  # a quarter of the results served: kill the first host
         assert tripwire.tripped.wait(timeout=120)
         hosts[0].send_signal(signal.SIGKILL)
         survivors = [host.wait(timeout=300) for host in hosts[1:]]
         hosts[0].wait()
+        stderr = {i: (tmp_path / f"host{i}.err").read_text()[-2000:] for i in range(HOSTS)}
         outputs = [str(tmp_path / f"host{i}.jsonl") for i in range(HOSTS)]
         merged = tmp_path / "all.jsonl"
         merge = subprocess.run(  # noqa: S603
@@ -96,7 +104,7 @@ def test_three_hosts_one_killed_every_line_once_nothing_paid_twice(
             if record.type == "payment"
         )
     assert hosts[0].returncode == -signal.SIGKILL
-    assert survivors == [0, 0], survivors
+    assert survivors == [0, 0], (survivors, stderr)
     assert merge.returncode == 0, merge.stderr
     # Nothing paid twice, nothing lost: one payment per line.
     assert set(per_tracking_id.values()) == {1}
@@ -109,7 +117,7 @@ def test_three_hosts_one_killed_every_line_once_nothing_paid_twice(
     assert max(written.values()) == 1
     # What a survivor took over, a survivor answered (unless the killed host had done so first).
     taken, by_survivors = taken_over(journal), set(answered_in(outputs[1:]))
-    assert taken, "the killed host left nothing to take over"
+    assert taken, ("the killed host left nothing to take over", stderr)
     by_killed = set(written) - by_survivors
     assert taken <= by_survivors | by_killed, taken - set(written)  # not only from the journal
     assert taken & by_survivors
