@@ -52,6 +52,26 @@ def taken_over(journal: str) -> set[int]:
     return {int(tag.rsplit(":", 1)[1]) for (tag,) in tags}
 
 
+def start_hosts(
+    base: list[str], env: dict[str, str], tmp_path: Path, tripwire: Tripwire
+) -> list[subprocess.Popen[bytes]]:
+    """The hosts, each with its own output and stderr file; the first at work before the others.
+
+    On a busy machine the host to kill could otherwise still be starting when
+    the others have served a quarter of the results, and hold nothing.
+    """
+    hosts = []
+    for i in range(HOSTS):
+        command = [*base, "--out", str(tmp_path / f"host{i}.jsonl"), "--lease", "3"]
+        command += ["--concurrency", "60"]
+        with (tmp_path / f"host{i}.err").open("wb") as errors:
+            hosts.append(subprocess.Popen(command, env=env, stderr=errors))  # noqa: S603
+        if i == 0:
+            tripwire.arm(1)  # an answer served: it is at work
+            assert tripwire.tripped.wait(timeout=120)
+    return hosts
+
+
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_three_hosts_one_killed_every_line_once_nothing_paid_twice(
     tmp_path: Path, pg_dsn: str, backend: str
@@ -74,18 +94,7 @@ def test_three_hosts_one_killed_every_line_once_nothing_paid_twice(
                "BEGATEWAY_SECRET_KEY": SECRET}  # fmt: skip
         base = [sys.executable, "-m", "begateway_async", "run", str(source), "--journal", journal,
                 "--backend", backend]  # fmt: skip
-        hosts = []
-        for i in range(HOSTS):
-            command = [*base, "--out", str(tmp_path / f"host{i}.jsonl"), "--lease", "3"]
-            command += ["--concurrency", "60"]
-            with (tmp_path / f"host{i}.err").open("wb") as errors:
-                hosts.append(subprocess.Popen(command, env=env, stderr=errors))  # noqa: S603
-            if i == 0:
-                # The host to kill is at work (an answer served) before the others
-                # start: on a busy machine it could otherwise still be starting
-                # when the others have served a quarter, and hold nothing.
-                tripwire.arm(1)
-                assert tripwire.tripped.wait(timeout=120)
+        hosts = start_hosts(base, env, tmp_path, tripwire)
         tripwire.arm(count // 4)  # a quarter of the results served: kill the first host
         assert tripwire.tripped.wait(timeout=120)
         hosts[0].send_signal(signal.SIGKILL)
