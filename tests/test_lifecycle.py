@@ -10,6 +10,7 @@ import anyio
 import httpx
 import pytest
 import respx
+import sniffio
 
 import begateway_async as bga
 from fakes import BASE, SECRET, SHOP_ID, ack, notification, payment, transaction
@@ -484,3 +485,37 @@ async def test_a_notification_whose_journalling_fails_leaves_the_poll_to_end_the
         with anyio.fail_after(10), pytest.raises(bga.JobLost):
             await job
     assert len(refused) == 1
+
+
+async def test_asyncio_is_named_for_sniffio_in_the_polls_not_in_the_callers_task(
+    open_gateway, router, anyio_backend_name
+):
+    """On asyncio the polls and a submit's request name the library for sniffio; the caller not.
+
+    (No look-up of the running task per anyio call.) Trio is left as it names itself.
+    """
+    variable = sniffio.current_async_library_cvar
+    outer = variable.set(None)  # as under asyncio.run (the test runner names the library)
+    named: dict[str, str | None] = {}
+
+    def seen(kind: str, response: httpx.Response):
+        def record(_: httpx.Request) -> httpx.Response:
+            named[kind] = variable.get()
+            assert sniffio.current_async_library() == anyio_backend_name
+            return response
+
+        return record
+
+    router.post("/async/transactions/payments").mock(
+        side_effect=seen("submit", httpx.Response(200, json=ack()))
+    )
+    router.get(RESULT).mock(side_effect=seen("poll", httpx.Response(200, json=transaction())))
+    try:
+        async with open_gateway() as gw:
+            tx = await (await gw.submit(payment()))
+            assert variable.get() is None  # the caller's task: as it was
+    finally:
+        variable.reset(outer)
+    assert tx.status == "successful"
+    expected = "asyncio" if anyio_backend_name == "asyncio" else None
+    assert named == {"submit": expected, "poll": expected}

@@ -8,15 +8,48 @@ drives the whole client (backoff, timeouts, expiry) on virtual time.
 
 from __future__ import annotations
 
+import contextvars
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
 import anyio
 import sniffio
 
-__all__ = ["SchedulingClock", "Timebase"]
+__all__ = ["SchedulingClock", "Timebase", "name_asyncio", "named", "unname"]
+
+
+#: sniffio's override, which it reads before sniffing: anyio and httpcore ask
+#: sniffio which library runs on nearly every call, and on asyncio, unless the
+#: task names it here, each answer is a look-up of the running task (0.78 µs
+#: against 0.15 here; a few dozen per request on the httpx engine).
+_LIBRARY: contextvars.ContextVar[str | None] = sniffio.current_async_library_cvar
+
+
+def name_asyncio() -> contextvars.Token[str | None] | None:
+    """Name asyncio as this task's library for sniffio (and for the tasks it starts).
+
+    Only on asyncio, and only where nothing named a library yet (Trio names
+    itself per thread; a bridge such as trio-asyncio names its own). Returns
+    the token that undoes it, or None when nothing was set.
+    """
+    if sniffio.thread_local.name is not None or _LIBRARY.get() is not None:
+        return None
+    if sniffio.current_async_library() != "asyncio":
+        return None
+    return _LIBRARY.set("asyncio")
+
+
+async def named(run: Callable[[], Awaitable[None]]) -> None:
+    """Run ``run`` with asyncio named (`name_asyncio`) for its task and the tasks it starts."""
+    name_asyncio()
+    await run()
+
+
+def unname(token: contextvars.Token[str | None]) -> None:
+    """Undo what `name_asyncio` set (in the task that set it)."""
+    _LIBRARY.reset(token)
 
 
 @runtime_checkable

@@ -27,7 +27,7 @@ from typing import Final, Protocol
 
 import httpx
 
-from ._clock import Timebase
+from ._clock import Timebase, name_asyncio, unname
 from ._errors import GatewayStateError
 from ._observe import Observer
 from ._version import __version__
@@ -280,6 +280,7 @@ class HttpCore:
                 sent = [h for h in sent if h[0].lower() not in own]
             sent = [*sent, *headers]
         observing = self._observer.sending(method, url, subject)
+        named = name_asyncio()  # a caller's task (a submit): for this request only
         try:
             answer = await engine.send(method, url, sent, content)
             if answer.encoded:
@@ -290,6 +291,9 @@ class HttpCore:
         except BaseException as exc:
             self._observer.sent(observing, None, exc)
             raise
+        finally:
+            if named is not None:
+                unname(named)
         self._observer.sent(observing, answer.status_code, None)
         return answer
 

@@ -17,7 +17,7 @@ from typing import Literal
 import anyio
 import anyio.abc
 
-from ._clock import Timebase
+from ._clock import Timebase, named
 from ._errors import GatewayStateError
 from ._http import HttpCore
 from ._journal import Journal
@@ -96,9 +96,9 @@ class Lifecycle:
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg, self._opener = tg, anyio.get_current_task().id
-        tg.start_soon(self._tracker.run)
+        tg.start_soon(named, self._tracker.run)  # the polls' tasks: asyncio named once
         if self._sharing is not None:
-            tg.start_soon(self._sharing.run)
+            tg.start_soon(named, self._sharing.run)
         self.state = "open"
 
     async def close(self, *, drain: bool, failed: bool = False) -> None:
