@@ -10,7 +10,8 @@ import anyio
 import pytest
 
 import begateway_async as bga
-from begateway_async._cadence import MIN_SAMPLES, Cadence, fit_lognormal, lognormal_cdf, plan
+from begateway_async._cadence import MIN_SAMPLES, Cadence, lognormal_cdf, plan
+from begateway_async._fitting import fit_lognormal
 from begateway_async._pacing import Pacing
 from begateway_async._protocol import Done
 from begateway_async.testing import (
